@@ -1,0 +1,529 @@
+"""Reverse-mode automatic differentiation: Tensor, Function, and the backward pass.
+
+A Tensor wraps a raw array (numpy or cupy). Every operation on Tensors is a Function:
+``forward`` computes the output from raw arrays, ``backward`` turns the gradient of the
+loss with respect to the output (the upstream gradient g) into gradients with respect to
+the inputs, the vector-Jacobian product gᵀ ∂y/∂x. Calling a Function records it as the
+``creator`` of its outputs, which is all the graph there is.
+
+``Tensor.backward`` walks that graph from the loss back to the leaves in topological
+order, without recursion, and accumulates gradients into ``.grad`` of the leaves.
+Memory: a Function holds its outputs only weakly, and the pass frees every node's saved
+arrays and links as soon as the node is done, so no graph outlives a training step.
+
+This file holds the few ops that Tensor's operators need (+ - * / ** @, sum, reshape,
+transpose, indexing); the rest live in ``npgen.functional``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import weakref
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from . import backend
+
+_grad_enabled = True
+
+
+@contextlib.contextmanager
+def no_grad() -> Iterator[None]:
+    """Record no graph inside this block (evaluation, sampling, optimizer updates)."""
+    global _grad_enabled
+    previous, _grad_enabled = _grad_enabled, False
+    try:
+        yield
+    finally:
+        _grad_enabled = previous
+
+
+def is_grad_enabled() -> bool:
+    """Whether operations are being recorded for backward."""
+    return _grad_enabled
+
+
+class Tensor:
+    """An array that remembers the Function that made it, so gradients can flow back."""
+
+    __array_priority__ = 1000  # numpy array (op) Tensor defers to Tensor's reflected operator
+
+    def __init__(self, data: Any, requires_grad: bool = False):
+        if isinstance(data, Tensor):
+            raise TypeError("Tensor(data) takes a raw array; use tensor.detach() to copy a Tensor")
+        if isinstance(data, (np.generic, int, float, bool)):
+            data = np.asarray(data)  # numpy reductions return scalars; keep everything an array
+        backend.backend_of(data)  # fails clearly on lists, strings, foreign arrays
+        self.data = data
+        self.grad: Any = None
+        self.requires_grad = requires_grad
+        self.creator: Function | None = None
+
+    # --- what the array is -----------------------------------------------------------
+    shape = property(lambda self: self.data.shape, doc="The shape of the data.")
+    dtype = property(lambda self: self.data.dtype, doc="The dtype of the data.")
+    ndim = property(lambda self: self.data.ndim, doc="The number of dimensions.")
+    size = property(lambda self: self.data.size, doc="The number of elements.")
+    device = property(lambda self: backend.backend_of(self.data).device, doc="'cpu', 'cuda', ...")
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __repr__(self) -> str:
+        grad = ", requires_grad=True" if self.requires_grad else ""
+        return f"tensor({backend.to_numpy(self.data)!r}{grad})".replace("\n", "\n       ")
+
+    # --- leaving the graph -----------------------------------------------------------
+    def detach(self) -> Tensor:
+        """The same data, cut off from the graph."""
+        return Tensor(self.data)
+
+    def item(self) -> float:
+        """The value of a one-element tensor as a Python number."""
+        return self.data.item()
+
+    def numpy(self) -> np.ndarray:
+        """A host (numpy) copy of the data."""
+        return backend.to_numpy(self.data).copy()
+
+    def to(self, device: str) -> Tensor:
+        """This tensor on ``device`` ('cpu', 'cuda', or a backend name): a new leaf if it moved."""
+        data = backend.move(self.data, device)
+        return self if data is self.data else Tensor(data, requires_grad=self.requires_grad)
+
+    # --- the backward pass -----------------------------------------------------------
+    def backward(self, grad: Any = None) -> None:
+        """Accumulate d(self)/d(leaf) · grad into ``.grad`` of every leaf that requires it.
+
+        ``grad`` is the upstream gradient (default 1, for a scalar loss). Nodes run in
+        topological order: a node runs only after every node that used its outputs has
+        passed its gradient back. Gradients of intermediate tensors are dropped as soon
+        as they are used; only leaves keep theirs.
+        """
+        if not self.requires_grad:
+            raise RuntimeError("backward() on a tensor that does not require grad (made under no_grad?)")
+        if grad is None:
+            if self.size != 1:
+                raise RuntimeError(f"backward() without grad needs a one-element tensor, got shape {self.shape}")
+            grad = backend.get_array_module(self.data).ones_like(self.data)
+        grad = grad.data if isinstance(grad, Tensor) else grad
+        if self.creator is None:
+            self._accumulate(grad)
+            return
+
+        pending = _count_consumers(self.creator)
+        grads: dict[Tensor, Any] = {self: grad}
+        ready = [self.creator]
+        while ready:
+            node = ready.pop()
+            if node.released:
+                raise RuntimeError(
+                    "backward through a graph that a previous backward() already freed; recompute the forward pass"
+                )
+            upstream = node.output_grads(grads)
+            if upstream is not None:
+                node.apply_backward(upstream, grads)
+            for x in node.inputs:
+                if x.creator is not None:
+                    pending[x.creator] -= 1
+                    if pending[x.creator] == 0:
+                        ready.append(x.creator)
+            node.release()
+
+    def _accumulate(self, grad: Any) -> None:
+        if isinstance(grad, np.generic):
+            grad = np.asarray(grad)
+        if grad.shape != self.shape:
+            raise RuntimeError(f"gradient of shape {grad.shape} for a tensor of shape {self.shape}")
+        self.grad = grad if self.grad is None else self.grad + grad
+
+    # --- operators (the ops behind them are defined below) ---------------------------
+    def __add__(self, other: Any) -> Tensor:
+        return Add()(self, other)
+
+    def __radd__(self, other: Any) -> Tensor:
+        return Add()(other, self)
+
+    def __sub__(self, other: Any) -> Tensor:
+        return Sub()(self, other)
+
+    def __rsub__(self, other: Any) -> Tensor:
+        return Sub()(other, self)
+
+    def __mul__(self, other: Any) -> Tensor:
+        return Mul()(self, other)
+
+    def __rmul__(self, other: Any) -> Tensor:
+        return Mul()(other, self)
+
+    def __truediv__(self, other: Any) -> Tensor:
+        return Div()(self, other)
+
+    def __rtruediv__(self, other: Any) -> Tensor:
+        return Div()(other, self)
+
+    def __neg__(self) -> Tensor:
+        return Neg()(self)
+
+    def __pow__(self, exponent: float) -> Tensor:
+        return Pow(exponent)(self)
+
+    def __matmul__(self, other: Any) -> Tensor:
+        return MatMul()(self, other)
+
+    def __rmatmul__(self, other: Any) -> Tensor:
+        return MatMul()(other, self)
+
+    def __getitem__(self, index: Any) -> Tensor:
+        return GetItem(index)(self)
+
+    # Comparisons give plain boolean tensors: they have no gradient.
+    def __lt__(self, other: Any) -> Tensor:
+        return Tensor(self.data < _raw(other))
+
+    def __gt__(self, other: Any) -> Tensor:
+        return Tensor(self.data > _raw(other))
+
+    def sum(self, axis: int | tuple | None = None, keepdims: bool = False) -> Tensor:
+        """Sum over ``axis`` (all axes if None)."""
+        return Sum(axis, keepdims)(self)
+
+    def mean(self, axis: int | tuple | None = None, keepdims: bool = False) -> Tensor:
+        """Mean over ``axis`` (all axes if None): a sum times 1/n."""
+        axes = range(self.ndim) if axis is None else (axis,) if isinstance(axis, int) else axis
+        n = math.prod(self.shape[a] for a in axes)
+        return self.sum(axis, keepdims) * (1.0 / n)
+
+    def reshape(self, *shape: int) -> Tensor:
+        """The same elements in a new shape (one entry may be -1)."""
+        shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+        return Reshape(tuple(shape))(self)
+
+    def transpose(self, *axes: int) -> Tensor:
+        """Permute the axes (reverse them if none are given)."""
+        axes = axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
+        return Transpose(tuple(axes) or None)(self)
+
+    T = property(lambda self: self.transpose(), doc="The tensor with its axes reversed.")
+
+
+def _raw(x: Any) -> Any:
+    return x.data if isinstance(x, Tensor) else x
+
+
+def tensor(data: Any, requires_grad: bool = False, dtype: Any = None, device: str | None = None) -> Tensor:
+    """A new leaf tensor from a list, number or array (Python floats become float32, as in PyTorch)."""
+    if isinstance(data, Tensor):
+        data = data.data
+    try:
+        host_or_device = backend.backend_of(data)
+    except TypeError:
+        host_or_device = None
+    if host_or_device is None:  # a list or a number: build it on the host first
+        data = np.asarray(data)
+        if dtype is None and data.dtype == np.float64:
+            dtype = np.float32
+    array = backend.move(data, device or backend.get_backend().name)
+    if dtype is not None:
+        array = array.astype(dtype, copy=False)
+    if array is data:
+        array = array.copy()  # a leaf owns its memory, as torch.tensor does
+    return Tensor(array, requires_grad=requires_grad)
+
+
+def _count_consumers(root: Function) -> dict[Function, int]:
+    """For each node reachable from ``root``: how many recorded uses its outputs have."""
+    pending = {root: 0}
+    stack = [root]
+    while stack:  # an explicit stack: deep graphs must not hit Python's recursion limit
+        node = stack.pop()
+        for x in node.inputs:
+            parent = x.creator
+            if parent is not None:
+                if parent not in pending:
+                    pending[parent] = 0
+                    stack.append(parent)
+                pending[parent] += 1
+    return pending
+
+
+class Function:
+    """One differentiable operation. Subclass it and write ``forward`` and ``backward``.
+
+    ``forward(*arrays)`` receives raw arrays and returns an array (or a tuple of them);
+    keep what backward needs with ``self.save_for_backward(...)``.
+    ``backward(*grads)`` receives one upstream gradient per output and returns one
+    gradient per input (None where an input needs none), each of that input's shape.
+    """
+
+    inputs: tuple[Tensor, ...] = ()
+    saved: tuple = ()
+    released = False
+
+    def __call__(self, *args: Any) -> Any:
+        inputs = _as_tensors(args)
+        xs = [x.data for x in inputs]
+        backend.get_array_module(*xs)  # all on one backend, or a TypeError naming both
+        ys = self.forward(*xs)
+        multiple = isinstance(ys, tuple)
+        outputs = [Tensor(y) for y in (ys if multiple else (ys,))]
+        if _grad_enabled and any(x.requires_grad for x in inputs):
+            self.inputs = inputs
+            self.needs_input_grad = tuple(x.requires_grad for x in inputs)
+            self.outputs = [weakref.ref(y) for y in outputs]  # weak: outputs own their creator
+            self.output_meta = [(y.shape, y.dtype) for y in outputs]
+            for y in outputs:
+                y.requires_grad, y.creator = True, self
+        else:
+            self.saved = ()  # nothing will call backward: drop what forward kept
+        return tuple(outputs) if multiple else outputs[0]
+
+    def forward(self, *xs: Any) -> Any:
+        """Compute the output arrays from the input arrays."""
+        raise NotImplementedError
+
+    def backward(self, *grads: Any) -> Any:
+        """Return the gradient with respect to each input, given those of the outputs."""
+        raise NotImplementedError
+
+    def save_for_backward(self, *arrays: Any) -> None:
+        """Keep arrays for backward; the engine frees them once backward has run."""
+        self.saved = arrays
+
+    # --- used by Tensor.backward -----------------------------------------------------
+    def output_grads(self, grads: dict[Tensor, Any]) -> list | None:
+        """The upstream gradients of this node's outputs (zeros for unused ones), or None if all unused."""
+        found = [grads.pop(y, None) if (y := ref()) is not None else None for ref in self.outputs]
+        if all(g is None for g in found):
+            return None
+        xp = backend.get_array_module(next(g for g in found if g is not None))
+        return [xp.zeros(s, d) if g is None else g for g, (s, d) in zip(found, self.output_meta)]
+
+    def apply_backward(self, upstream: list, grads: dict[Tensor, Any]) -> None:
+        """Run backward and hand each input its gradient (leaves keep theirs in .grad)."""
+        gxs = self.backward(*upstream)
+        gxs = gxs if isinstance(gxs, tuple) else (gxs,)
+        if len(gxs) != len(self.inputs):
+            raise RuntimeError(
+                f"{type(self).__name__}.backward returned {len(gxs)} gradients for {len(self.inputs)} inputs"
+            )
+        for x, gx, needed in zip(self.inputs, gxs, self.needs_input_grad):
+            if not needed or gx is None:
+                continue
+            if gx.shape != x.shape:
+                raise RuntimeError(
+                    f"{type(self).__name__}.backward returned a gradient of shape {gx.shape} "
+                    f"for an input of shape {x.shape}"
+                )
+            if x.creator is None:
+                x._accumulate(gx)
+            else:
+                grads[x] = gx if x not in grads else grads[x] + gx
+
+    def release(self) -> None:
+        """Forget inputs and saved arrays, so memory is freed as the backward pass goes."""
+        self.inputs, self.saved, self.outputs, self.released = (), (), [], True
+
+
+def _as_tensors(args: tuple) -> tuple[Tensor, ...]:
+    """Wrap constants (Python numbers, arrays) as Tensors with the dtype of a Tensor argument."""
+    like = next((a for a in args if isinstance(a, Tensor)), None)
+    if like is None:
+        raise TypeError("an op needs at least one Tensor argument")
+    xp = backend.get_array_module(like.data)
+    out = []
+    for a in args:
+        if not isinstance(a, Tensor):
+            # Python numbers take the tensor's dtype (no silent float64 upcast).
+            a = Tensor(xp.asarray(a, dtype=like.dtype) if isinstance(a, (int, float)) else a)
+        out.append(a)
+    return tuple(out)
+
+
+def unbroadcast(grad: Any, shape: tuple) -> Any:
+    """Sum ``grad`` over the axes that broadcasting added or stretched, back to ``shape``.
+
+    If x of shape ``shape`` was broadcast to y, then y_j = x_{k(j)} and the chain rule
+    sums the upstream gradient over every j that read the same x_k.
+    """
+    if grad.shape == shape:
+        return grad
+    extra = grad.ndim - len(shape)
+    stretched = tuple(i + extra for i, n in enumerate(shape) if n == 1 and grad.shape[i + extra] != 1)
+    grad = grad.sum(axis=tuple(range(extra)) + stretched, keepdims=True)
+    return grad.reshape(shape)
+
+
+class Add(Function):
+    """y = a + b; ∂y/∂a = ∂y/∂b = 1."""
+
+    def forward(self, a, b):
+        self.save_for_backward(a.shape, b.shape)
+        return a + b
+
+    def backward(self, g):
+        a_shape, b_shape = self.saved
+        return unbroadcast(g, a_shape), unbroadcast(g, b_shape)
+
+
+class Sub(Function):
+    """y = a − b; ∂y/∂a = 1, ∂y/∂b = −1."""
+
+    def forward(self, a, b):
+        self.save_for_backward(a.shape, b.shape)
+        return a - b
+
+    def backward(self, g):
+        a_shape, b_shape = self.saved
+        return unbroadcast(g, a_shape), unbroadcast(-g, b_shape)
+
+
+class Mul(Function):
+    """y = a ⊙ b; ∂y/∂a = b, ∂y/∂b = a."""
+
+    def forward(self, a, b):
+        self.save_for_backward(a, b)
+        return a * b
+
+    def backward(self, g):
+        a, b = self.saved
+        return unbroadcast(g * b, a.shape), unbroadcast(g * a, b.shape)
+
+
+class Div(Function):
+    """y = a / b; ∂y/∂a = 1/b, ∂y/∂b = −a/b²."""
+
+    def forward(self, a, b):
+        self.save_for_backward(a, b)
+        return a / b
+
+    def backward(self, g):
+        a, b = self.saved
+        ga = g / b
+        return unbroadcast(ga, a.shape), unbroadcast(-ga * a / b, b.shape)
+
+
+class Neg(Function):
+    """y = −x."""
+
+    def forward(self, x):
+        return -x
+
+    def backward(self, g):
+        return -g
+
+
+class Pow(Function):
+    """y = xᶜ for a constant c; ∂y/∂x = c·xᶜ⁻¹."""
+
+    def __init__(self, exponent: float):
+        if isinstance(exponent, Tensor):
+            raise TypeError("only a constant exponent is supported: use F.exp(b * F.log(a)) for a tensor one")
+        self.c = exponent
+
+    def forward(self, x):
+        self.save_for_backward(x)
+        return x**self.c
+
+    def backward(self, g):
+        (x,) = self.saved
+        return g * self.c * x ** (self.c - 1)
+
+
+class MatMul(Function):
+    """y = a @ b; ∂L/∂a = g @ bᵀ, ∂L/∂b = aᵀ @ g (1-D operands are treated as a row / column)."""
+
+    def forward(self, a, b):
+        self.save_for_backward(a, b)
+        return a @ b
+
+    def backward(self, g):
+        a, b = self.saved
+        a2 = a[None, :] if a.ndim == 1 else a
+        b2 = b[:, None] if b.ndim == 1 else b
+        if a.ndim == 1:
+            g = g[..., None, :]
+        if b.ndim == 1:
+            g = g[..., None]
+        ga = g @ b2.swapaxes(-1, -2)
+        gb = a2.swapaxes(-1, -2) @ g
+        return unbroadcast(ga, a2.shape).reshape(a.shape), unbroadcast(gb, b2.shape).reshape(b.shape)
+
+
+class Sum(Function):
+    """y = Σ x over ``axis``; each x reached y with weight 1, so g is broadcast back."""
+
+    def __init__(self, axis: int | tuple | None, keepdims: bool):
+        self.axis, self.keepdims = axis, keepdims
+
+    def forward(self, x):
+        self.save_for_backward(x.shape)
+        return x.sum(axis=self.axis, keepdims=self.keepdims)
+
+    def backward(self, g):
+        (shape,) = self.saved
+        if not self.keepdims and self.axis is not None:
+            axes = (self.axis,) if isinstance(self.axis, int) else self.axis
+            g = g.reshape([1 if i in {a % len(shape) for a in axes} else n for i, n in enumerate(shape)])
+        elif not self.keepdims:
+            g = g.reshape((1,) * len(shape))
+        return backend.get_array_module(g).broadcast_to(g, shape)
+
+
+class Reshape(Function):
+    """y = x in a new shape; the gradient takes the old shape back."""
+
+    def __init__(self, shape: tuple):
+        self.shape = shape
+
+    def forward(self, x):
+        self.save_for_backward(x.shape)
+        return x.reshape(self.shape)
+
+    def backward(self, g):
+        return g.reshape(self.saved[0])
+
+
+class Transpose(Function):
+    """y = x with permuted axes; the gradient is permuted back by the inverse permutation."""
+
+    def __init__(self, axes: tuple | None):
+        self.axes = axes
+
+    def forward(self, x):
+        return x.transpose(self.axes)
+
+    def backward(self, g):
+        if self.axes is None:
+            return g.transpose()
+        return g.transpose(tuple(np.argsort(self.axes)))
+
+
+class GetItem(Function):
+    """y = x[index]; the gradient scatters g back into zeros, adding where an index repeats."""
+
+    def __init__(self, index: Any):
+        self.index = tuple(_raw(i) for i in index) if isinstance(index, tuple) else _raw(index)
+
+    def forward(self, x):
+        self.save_for_backward(x.shape, x.dtype)
+        return x[self.index]
+
+    def backward(self, g):
+        shape, dtype = self.saved
+        xp = backend.get_array_module(g)
+        gx = xp.zeros(shape, dtype)
+        if _is_basic(self.index):
+            gx[self.index] = g  # slices and integers pick each element at most once
+        else:
+            xp.add.at(gx, self.index, g)  # unlike gx[index] += g, adds every repeated index
+        return gx
+
+
+def _is_basic(index: Any) -> bool:
+    """Whether ``index`` uses only integers, slices, None and Ellipsis (no index arrays)."""
+    parts = index if isinstance(index, tuple) else (index,)
+    return all(isinstance(i, (int, slice, type(None), type(Ellipsis))) for i in parts)

@@ -1,0 +1,390 @@
+"""Primitive ops (imported as ``F``): each forward sits next to its vector-Jacobian product.
+
+Notation in the docstrings: x is the input, y the output, g = ∂L/∂y the upstream
+gradient, and each backward returns ∂L/∂x = gᵀ ∂y/∂x. Ops that would overflow
+(exp of a large logit, log of a tiny probability) are written in stable forms:
+softplus(x) = max(x, 0) + log(1 + e^−|x|) never exponentiates a positive number.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from typing import Any
+
+from .backend import get_array_module
+from .core import Function, Tensor, unbroadcast
+
+# --- elementwise ---------------------------------------------------------------------
+
+
+def _sigmoid(x: Any) -> Any:
+    """σ(x) = 1/(1 + e^−x), written as ½(1 + tanh(x/2)) so no exponential can overflow."""
+    return 0.5 * (1.0 + get_array_module(x).tanh(0.5 * x))
+
+
+def _softplus(x: Any) -> Any:
+    """log(1 + eˣ) = max(x, 0) + log1p(e^−|x|), finite for every finite x."""
+    xp = get_array_module(x)
+    return xp.maximum(x, 0) + xp.log1p(xp.exp(-xp.abs(x)))
+
+
+class Exp(Function):
+    """y = eˣ; ∂L/∂x = g·y."""
+
+    def forward(self, x):
+        y = get_array_module(x).exp(x)
+        self.save_for_backward(y)
+        return y
+
+    def backward(self, g):
+        return g * self.saved[0]
+
+
+class Log(Function):
+    """y = ln x; ∂L/∂x = g/x."""
+
+    def forward(self, x):
+        self.save_for_backward(x)
+        return get_array_module(x).log(x)
+
+    def backward(self, g):
+        return g / self.saved[0]
+
+
+class Sqrt(Function):
+    """y = √x; ∂L/∂x = g/(2y)."""
+
+    def forward(self, x):
+        y = get_array_module(x).sqrt(x)
+        self.save_for_backward(y)
+        return y
+
+    def backward(self, g):
+        return g / (2 * self.saved[0])
+
+
+class Tanh(Function):
+    """y = tanh x; ∂L/∂x = g·(1 − y²)."""
+
+    def forward(self, x):
+        y = get_array_module(x).tanh(x)
+        self.save_for_backward(y)
+        return y
+
+    def backward(self, g):
+        y = self.saved[0]
+        return g * (1 - y * y)
+
+
+class Sigmoid(Function):
+    """y = σ(x); ∂L/∂x = g·y(1 − y)."""
+
+    def forward(self, x):
+        y = _sigmoid(x)
+        self.save_for_backward(y)
+        return y
+
+    def backward(self, g):
+        y = self.saved[0]
+        return g * y * (1 - y)
+
+
+class LeakyReLU(Function):
+    """y = x for x > 0, a·x otherwise (ReLU is a = 0); ∂L/∂x = g where x > 0, a·g otherwise."""
+
+    def __init__(self, negative_slope: float):
+        self.a = negative_slope
+
+    def forward(self, x):
+        positive = x > 0
+        self.save_for_backward(positive)
+        return x * positive if self.a == 0 else get_array_module(x).where(positive, x, self.a * x)
+
+    def backward(self, g):
+        positive = self.saved[0]
+        return g * positive if self.a == 0 else get_array_module(g).where(positive, g, self.a * g)
+
+
+class Softplus(Function):
+    """y = log(1 + eˣ); ∂L/∂x = g·σ(x)."""
+
+    def forward(self, x):
+        self.save_for_backward(x)
+        return _softplus(x)
+
+    def backward(self, g):
+        return g * _sigmoid(self.saved[0])
+
+
+class LogSigmoid(Function):
+    """y = log σ(x) = −softplus(−x); ∂L/∂x = g·σ(−x)."""
+
+    def forward(self, x):
+        self.save_for_backward(x)
+        return -_softplus(-x)
+
+    def backward(self, g):
+        return g * _sigmoid(-self.saved[0])
+
+
+def exp(x: Tensor) -> Tensor:
+    """Elementwise eˣ."""
+    return Exp()(x)
+
+
+def log(x: Tensor) -> Tensor:
+    """Elementwise natural logarithm."""
+    return Log()(x)
+
+
+def sqrt(x: Tensor) -> Tensor:
+    """Elementwise square root."""
+    return Sqrt()(x)
+
+
+def tanh(x: Tensor) -> Tensor:
+    """Elementwise hyperbolic tangent."""
+    return Tanh()(x)
+
+
+def sigmoid(x: Tensor) -> Tensor:
+    """Elementwise logistic function 1/(1 + e^−x)."""
+    return Sigmoid()(x)
+
+
+def relu(x: Tensor) -> Tensor:
+    """Elementwise max(x, 0)."""
+    return LeakyReLU(0.0)(x)
+
+
+def leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:
+    """Elementwise x for x > 0, negative_slope·x otherwise."""
+    return LeakyReLU(negative_slope)(x)
+
+
+def softplus(x: Tensor) -> Tensor:
+    """Elementwise log(1 + eˣ), stable for large |x|."""
+    return Softplus()(x)
+
+
+def log_sigmoid(x: Tensor) -> Tensor:
+    """Elementwise log σ(x), stable for large |x| (never log of a sigmoid)."""
+    return LogSigmoid()(x)
+
+
+# --- linear algebra and shapes -------------------------------------------------------
+
+
+class Linear(Function):
+    """y = x Wᵀ + b (W of shape (out, in), as in PyTorch).
+
+    ∂L/∂x = g W,  ∂L/∂W = gᵀ x,  ∂L/∂b = Σ_rows g.
+    """
+
+    def forward(self, x, weight, bias=None):
+        self.save_for_backward(x, weight)
+        y = x @ weight.T
+        if bias is not None:
+            y += bias  # in place: saves one temporary as large as the output
+        return y
+
+    def backward(self, g):
+        x, weight = self.saved
+        gx = g @ weight if self.needs_input_grad[0] else None
+        gw = g.reshape(-1, g.shape[-1]).T @ x.reshape(-1, x.shape[-1])
+        gb = g.reshape(-1, g.shape[-1]).sum(axis=0)
+        return (gx, gw, gb)[: len(self.needs_input_grad)]
+
+
+def matmul(a: Tensor, b: Tensor) -> Tensor:
+    """Matrix product a @ b."""
+    return a @ b
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """x Wᵀ + b, the affine map of a Linear layer, as one op."""
+    return Linear()(x, weight) if bias is None else Linear()(x, weight, bias)
+
+
+class Concatenate(Function):
+    """y = [x₁, x₂, …] along ``axis``; each xᵢ gets back its own slice of g."""
+
+    def __init__(self, axis: int):
+        self.axis = axis
+
+    def forward(self, *xs):
+        self.save_for_backward([x.shape[self.axis] for x in xs])
+        return get_array_module(*xs).concatenate(xs, axis=self.axis)
+
+    def backward(self, g):
+        bounds = list(itertools.accumulate(self.saved[0][:-1]))
+        return tuple(get_array_module(g).split(g, bounds, axis=self.axis))
+
+
+class Split(Function):
+    """(y₁, y₂, …) = pieces of x along ``axis``; g of x is the pieces' gs put back together."""
+
+    def __init__(self, sections: int | Sequence[int], axis: int):
+        self.sections, self.axis = sections, axis
+
+    def forward(self, x):
+        return tuple(get_array_module(x).split(x, self.sections, axis=self.axis))
+
+    def backward(self, *gs):
+        return get_array_module(*gs).concatenate(gs, axis=self.axis)
+
+
+def concatenate(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
+    """Join tensors along an existing axis."""
+    return Concatenate(axis)(*tensors)
+
+
+def split(x: Tensor, indices_or_sections: int | Sequence[int], axis: int = 0) -> tuple[Tensor, ...]:
+    """Cut x into equal sections, or at the given indices, along ``axis`` (numpy.split semantics)."""
+    if not isinstance(indices_or_sections, int):
+        indices_or_sections = list(indices_or_sections)
+    return Split(indices_or_sections, axis)(x)
+
+
+# --- normalised exponentials ---------------------------------------------------------
+
+
+class LogSumExp(Function):
+    """y = log Σᵢ e^xᵢ = m + log Σᵢ e^(xᵢ−m) with m = max x; ∂L/∂x = g·softmax(x)."""
+
+    def __init__(self, axis: int | None, keepdims: bool):
+        self.axis, self.keepdims = axis, keepdims
+
+    def forward(self, x):
+        xp = get_array_module(x)
+        m = x.max(axis=self.axis, keepdims=True)
+        y = m + xp.log(xp.exp(x - m).sum(axis=self.axis, keepdims=True))
+        self.save_for_backward(x, y)
+        return y if self.keepdims else y.squeeze(self.axis) if self.axis is not None else y.reshape(())
+
+    def backward(self, g):
+        x, y = self.saved
+        g = g.reshape(y.shape)  # give back the reduced axis so g broadcasts against x
+        return g * get_array_module(x).exp(x - y)
+
+
+class LogSoftmax(Function):
+    """y = x − logsumexp(x); ∂L/∂x = g − softmax(x)·Σ g."""
+
+    def __init__(self, axis: int):
+        self.axis = axis
+
+    def forward(self, x):
+        y = x - LogSumExp(self.axis, True).forward(x)
+        self.save_for_backward(y)
+        return y
+
+    def backward(self, g):
+        y = self.saved[0]
+        return g - get_array_module(y).exp(y) * g.sum(axis=self.axis, keepdims=True)
+
+
+def logsumexp(x: Tensor, axis: int | None = None, keepdims: bool = False) -> Tensor:
+    """log Σ exp(x) over ``axis``, without overflow."""
+    return LogSumExp(axis, keepdims)(x)
+
+
+def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
+    """log of the softmax over ``axis``, without overflow."""
+    return LogSoftmax(axis)(x)
+
+
+# --- losses --------------------------------------------------------------------------
+
+
+def _reduce(loss: Tensor, reduction: str) -> Tensor:
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    if reduction == "none":
+        return loss
+    raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+
+
+class BCEWithLogits(Function):
+    """ℓ = −[t log σ(x) + (1−t) log(1−σ(x))] = softplus(x) − t·x.
+
+    ∂ℓ/∂x = σ(x) − t,  ∂ℓ/∂t = −x.
+    """
+
+    def forward(self, x, t):
+        self.save_for_backward(x, t)
+        return _softplus(x) - t * x
+
+    def backward(self, g):
+        x, t = self.saved
+        gx = unbroadcast(g * (_sigmoid(x) - t), x.shape)
+        gt = unbroadcast(-g * x, t.shape) if self.needs_input_grad[1] else None
+        return gx, gt
+
+
+def binary_cross_entropy_with_logits(logits: Tensor, target: Any, reduction: str = "mean") -> Tensor:
+    """Bernoulli negative log-likelihood of ``target`` under probabilities σ(logits), in nats."""
+    return _reduce(BCEWithLogits()(logits, target), reduction)
+
+
+class CrossEntropy(Function):
+    """ℓₙ = −log softmax(xₙ)[yₙ] for integer labels y; ∂ℓₙ/∂xₙ = softmax(xₙ) − onehot(yₙ)."""
+
+    def forward(self, x, labels):
+        xp = get_array_module(x)
+        log_p = LogSoftmax(-1).forward(x)
+        rows = xp.arange(len(x))
+        self.save_for_backward(log_p, labels, rows)
+        return -log_p[rows, labels]
+
+    def backward(self, g):
+        log_p, labels, rows = self.saved
+        gx = get_array_module(log_p).exp(log_p)
+        gx[rows, labels] -= 1  # each row once, so plain indexed subtraction is safe
+        return gx * g[:, None], None
+
+
+def cross_entropy(logits: Tensor, labels: Any, reduction: str = "mean") -> Tensor:
+    """Softmax cross-entropy of integer class ``labels`` (an array or Tensor) given (N, C) logits."""
+    if logits.ndim != 2:
+        raise ValueError(f"cross_entropy expects logits of shape (N, C), got {logits.shape}")
+    labels = labels.data if isinstance(labels, Tensor) else labels
+    if labels.shape != (logits.shape[0],):
+        raise ValueError(f"cross_entropy expects {logits.shape[0]} integer labels, got shape {labels.shape}")
+    return _reduce(CrossEntropy()(logits, Tensor(labels)), reduction)
+
+
+class GaussianKL(Function):
+    """KL(N(μ, σ²) ‖ N(0, I)) per row = ½ Σ_d (μ² + σ² − 1 − log σ²), with log σ² = ``logvar``.
+
+    ∂KL/∂μ = μ,  ∂KL/∂logvar = ½(σ² − 1).
+    """
+
+    def forward(self, mu, logvar):
+        var = get_array_module(logvar).exp(logvar)
+        self.save_for_backward(mu, var)
+        return 0.5 * (mu * mu + var - 1 - logvar).sum(axis=-1)
+
+    def backward(self, g):
+        mu, var = self.saved
+        g = g[..., None]
+        return g * mu, g * 0.5 * (var - 1)
+
+
+def gaussian_kl(mu: Tensor, logvar: Tensor) -> Tensor:
+    """Closed-form KL divergence of N(μ, diag(exp(logvar))) from N(0, I), one value per row (nats)."""
+    if mu.shape != logvar.shape:
+        raise ValueError(f"gaussian_kl needs mu and logvar of one shape, got {mu.shape} and {logvar.shape}")
+    return GaussianKL()(mu, logvar)
+
+
+# --- the elementwise ops also as Tensor methods, as in PyTorch -----------------------
+Tensor.exp = exp
+Tensor.log = log
+Tensor.sqrt = sqrt
+Tensor.tanh = tanh
+Tensor.sigmoid = sigmoid
+Tensor.relu = relu
