@@ -1,0 +1,328 @@
+"""Layers: Module, Parameter, Linear, activations, BatchNorm1d, Sequential.
+
+Shapes, defaults, initialisation and state_dict names follow PyTorch, so a PyTorch
+state_dict converted to numpy arrays loads by name and gives the same outputs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from . import backend
+from . import functional as F
+from .core import Function, Tensor
+
+
+class Parameter(Tensor):
+    """A Tensor that a Module registers as trainable (requires_grad is on)."""
+
+    def __init__(self, data: Any, requires_grad: bool = True):
+        super().__init__(data, requires_grad=requires_grad)
+
+
+class Module:
+    """A building block with parameters, buffers and submodules, registered in assignment order."""
+
+    def __init__(self) -> None:
+        # Plain dicts keep insertion order, so parameters() is the same on every run.
+        object.__setattr__(self, "_parameters", {})
+        object.__setattr__(self, "_buffers", {})
+        object.__setattr__(self, "_modules", {})
+        object.__setattr__(self, "training", True)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if "_parameters" not in self.__dict__:
+            raise AttributeError(f"call Module.__init__() in {type(self).__name__}.__init__ before assigning {name!r}")
+        if name in self._buffers:  # e.g. `self.running_mean *= 0.9` reassigns: it stays a buffer
+            object.__setattr__(self, name, value)
+            return
+        self._parameters.pop(name, None)
+        self._modules.pop(name, None)
+        if isinstance(value, Parameter):
+            self._parameters[name] = value
+        elif isinstance(value, Module):
+            self._modules[name] = value
+        object.__setattr__(self, name, value)
+
+    def register_buffer(self, name: str, array: Any) -> None:
+        """Keep a raw array as state (saved and moved with the module, never trained)."""
+        self._buffers[name] = None
+        object.__setattr__(self, name, array)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.forward(*args, **kwargs)
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """The computation of this layer."""
+        raise NotImplementedError(f"{type(self).__name__} does not define forward()")
+
+    # --- walking the tree ------------------------------------------------------------
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
+        """(name, module) for this module and every submodule, depth first."""
+        yield prefix, self
+        for name, child in self._modules.items():
+            yield from child.named_modules(f"{prefix}{name}.")
+
+    def named_parameters(self) -> Iterator[tuple[str, Parameter]]:
+        """(dotted name, parameter) in registration order."""
+        for prefix, module in self.named_modules():
+            for name, p in module._parameters.items():
+                yield prefix + name, p
+
+    def parameters(self) -> list[Parameter]:
+        """All trainable parameters, in registration order."""
+        return [p for _, p in self.named_parameters()]
+
+    def named_buffers(self) -> Iterator[tuple[str, Any]]:
+        """(dotted name, array) of every buffer."""
+        for prefix, module in self.named_modules():
+            for name in module._buffers:
+                yield prefix + name, getattr(module, name)
+
+    def train(self, mode: bool = True) -> Module:
+        """Put this module and its submodules (only those) in training mode."""
+        for _, module in self.named_modules():
+            object.__setattr__(module, "training", mode)
+        return self
+
+    def eval(self) -> Module:
+        """Put this module and its submodules in evaluation mode."""
+        return self.train(False)
+
+    def zero_grad(self) -> None:
+        """Forget the gradients of all parameters."""
+        for p in self.parameters():
+            p.grad = None
+
+    # --- moving and converting -------------------------------------------------------
+    def _apply(self, convert: Any) -> Module:
+        """Replace every parameter's and buffer's data in place (optimizers keep their references)."""
+        for _, module in self.named_modules():
+            for p in module._parameters.values():
+                p.data = convert(p.data)
+                p.grad = None if p.grad is None else convert(p.grad)
+            for name in module._buffers:
+                object.__setattr__(module, name, convert(getattr(module, name)))
+        return self
+
+    def to(self, device: str) -> Module:
+        """Move parameters and buffers to ``device`` ('cpu', 'cuda', or a backend name)."""
+        return self._apply(lambda a: backend.move(a, device))
+
+    def double(self) -> Module:
+        """Convert floating-point parameters and buffers to float64 (for gradient checks)."""
+        return self._apply(lambda a: a.astype(np.float64) if a.dtype.kind == "f" else a)
+
+    def float(self) -> Module:
+        """Convert floating-point parameters and buffers to float32."""
+        return self._apply(lambda a: a.astype(np.float32) if a.dtype.kind == "f" else a)
+
+    # --- state -----------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Parameters and buffers by dotted name, as raw arrays (the live ones, not copies)."""
+        state = {name: p.data for name, p in self.named_parameters()}
+        state.update(self.named_buffers())
+        return state
+
+    def check_state_dict(self, state: dict[str, Any]) -> None:
+        """Raise a KeyError or ValueError listing every way ``state`` does not fit this module."""
+        own = self.state_dict()
+        missing = [k for k in own if k not in state]
+        unexpected = [k for k in state if k not in own]
+        if missing or unexpected:
+            raise KeyError(
+                f"{type(self).__name__}.load_state_dict: missing keys {missing}, unexpected keys {unexpected}"
+            )
+        wrong = [
+            f"{k}: expected {own[k].shape}, got {tuple(state[k].shape)}"
+            for k in own
+            if own[k].shape != tuple(state[k].shape)
+        ]
+        if wrong:
+            raise ValueError(f"{type(self).__name__}.load_state_dict: shape mismatch for " + "; ".join(wrong))
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Copy arrays (numpy or device) into parameters and buffers, by name; all or nothing."""
+        self.check_state_dict(state)
+        params = dict(self.named_parameters())
+        for prefix, module in self.named_modules():
+            for name in module._buffers:
+                current = getattr(module, name)
+                object.__setattr__(module, name, _converted(state[prefix + name], current))
+        for name, p in params.items():
+            p.data = _converted(state[name], p.data)
+
+    def __repr__(self) -> str:
+        lines = [f"  ({name}): {child!r}".replace("\n", "\n  ") for name, child in self._modules.items()]
+        return (
+            f"{type(self).__name__}({self.extra_repr()})"
+            if not lines
+            else f"{type(self).__name__}(\n" + "\n".join(lines) + "\n)"
+        )
+
+    def extra_repr(self) -> str:
+        """The constructor arguments shown in repr()."""
+        return ""
+
+
+def _converted(array: Any, like: Any) -> Any:
+    """A copy of ``array`` (a Tensor, an array of any backend, or a list) with the device and dtype of ``like``."""
+    if isinstance(array, Tensor):
+        array = array.data
+    try:
+        backend.backend_of(array)
+    except TypeError:
+        array = np.asarray(array)
+    moved = backend.move(array, backend.backend_of(like).name)
+    return moved.astype(like.dtype, copy=moved is array)
+
+
+class Linear(Module):
+    """y = x Wᵀ + b with W of shape (out_features, in_features), initialised U(−1/√in, 1/√in)."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        bound = 1.0 / math.sqrt(in_features)
+        rng = backend.default_generator()
+        self.weight = Parameter(rng.uniform((out_features, in_features), -bound, bound))
+        self.bias = Parameter(rng.uniform((out_features,), -bound, bound)) if bias else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.weight, self.bias)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+class ReLU(Module):
+    """max(x, 0) elementwise."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.relu(x)
+
+
+class LeakyReLU(Module):
+    """x for x > 0, negative_slope·x otherwise."""
+
+    def __init__(self, negative_slope: float = 0.01):
+        super().__init__()
+        self.negative_slope = negative_slope
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.leaky_relu(x, self.negative_slope)
+
+    def extra_repr(self) -> str:
+        return f"negative_slope={self.negative_slope}"
+
+
+class Sigmoid(Module):
+    """1/(1 + e^−x) elementwise."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.sigmoid(x)
+
+
+class Tanh(Module):
+    """tanh(x) elementwise."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.tanh(x)
+
+
+class BatchNormFunction(Function):
+    """y = γ·x̂ + β with x̂ = (x − μ)/√(σ² + ε), per feature over the batch (training mode).
+
+    With x̂ and s = 1/√(σ² + ε) saved, the vector-Jacobian product is
+    ∂L/∂x = s·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)) where ĝ = g·γ (means over the batch),
+    ∂L/∂γ = Σ g·x̂,  ∂L/∂β = Σ g.
+    """
+
+    def __init__(self, eps: float):
+        self.eps = eps
+
+    def forward(self, x: Any, weight: Any, bias: Any) -> Any:
+        mean = x.mean(axis=0)
+        var = x.var(axis=0)  # biased: normalise with the batch's own variance
+        inv_std = 1 / backend.get_array_module(x).sqrt(var + self.eps)
+        x_hat = (x - mean) * inv_std
+        self.save_for_backward(x_hat, inv_std, weight)
+        self.batch_mean, self.batch_var = mean, var
+        return x_hat * weight + bias
+
+    def backward(self, g: Any) -> tuple:
+        x_hat, inv_std, weight = self.saved
+        g_hat = g * weight
+        gx = inv_std * (g_hat - g_hat.mean(axis=0) - x_hat * (g_hat * x_hat).mean(axis=0))
+        return gx, (g * x_hat).sum(axis=0), g.sum(axis=0)
+
+
+class BatchNorm1d(Module):
+    """Batch normalisation of (N, C) inputs with running statistics for evaluation, as in PyTorch.
+
+    Training: normalise with the batch mean and biased variance, and move the running
+    estimates (plain buffers, outside any graph) by ``momentum`` toward the batch mean and
+    the *unbiased* batch variance. Evaluation: normalise with the running estimates.
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1):
+        super().__init__()
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        xp = backend.get_backend().xp
+        self.weight = Parameter(xp.ones(num_features, np.float32))
+        self.bias = Parameter(xp.zeros(num_features, np.float32))
+        self.register_buffer("running_mean", xp.zeros(num_features, np.float32))
+        self.register_buffer("running_var", xp.ones(num_features, np.float32))
+        self.register_buffer("num_batches_tracked", xp.zeros((), np.int64))
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.ndim != 2 or x.shape[1] != self.num_features:
+            raise ValueError(f"BatchNorm1d({self.num_features}) expects input (N, {self.num_features}), got {x.shape}")
+        if not self.training:
+            scale = self.weight / F.sqrt(Tensor(self.running_var) + self.eps)
+            return (x - Tensor(self.running_mean)) * scale + self.bias
+        if x.shape[0] < 2:
+            raise ValueError("BatchNorm1d in training mode needs more than one sample per batch")
+        op = BatchNormFunction(self.eps)
+        y = op(x, self.weight, self.bias)
+        self._update_running_stats(op.batch_mean, op.batch_var, x.shape[0])
+        return y
+
+    def _update_running_stats(self, mean: Any, var: Any, n: int) -> None:
+        """In place, on raw arrays: no graph is built, so nothing accumulates step after step."""
+        m = self.momentum
+        self.running_mean *= 1 - m
+        self.running_mean += m * mean
+        self.running_var *= 1 - m
+        self.running_var += (m * n / (n - 1)) * var
+        self.num_batches_tracked += 1
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
+
+
+class Sequential(Module):
+    """Modules applied one after another; named '0', '1', … as in PyTorch."""
+
+    def __init__(self, *modules: Module):
+        super().__init__()
+        for i, module in enumerate(modules):
+            setattr(self, str(i), module)
+
+    def forward(self, x: Tensor) -> Tensor:
+        for module in self._modules.values():
+            x = module(x)
+        return x
+
+    def __getitem__(self, i: int) -> Module:
+        return list(self._modules.values())[i]
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(self._modules.values())

@@ -1,0 +1,143 @@
+"""Optimizers: SGD (with momentum) and Adam, updating parameters in place as PyTorch does."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+from . import backend
+from .core import Tensor
+
+
+class Optimizer:
+    """Holds the parameters (a list: fixed order) and per-parameter state, keyed by position."""
+
+    def __init__(self, params: Iterable[Tensor], defaults: dict[str, Any]):
+        params = list(params)
+        if not params:
+            raise ValueError("optimizer got an empty parameter list")
+        if not all(isinstance(p, Tensor) for p in params):
+            raise TypeError("optimizer params must be Tensors, e.g. model.parameters()")
+        self.param_groups = [{"params": params, **defaults}]
+        self.state: dict[int, dict[str, Any]] = {}
+
+    def _params(self) -> Iterable[tuple[int, Tensor, dict[str, Any]]]:
+        """(index, parameter, its group) for every parameter with a gradient."""
+        i = 0
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    yield i, p, group
+                i += 1
+
+    def _state_for(self, i: int, p: Tensor, names: tuple[str, ...]) -> dict[str, Any]:
+        """The state of parameter i, created lazily (zeros) on the parameter's device, moved if it moved."""
+        state = self.state.get(i)
+        if state is None:
+            xp = backend.get_array_module(p.data)
+            state = self.state[i] = {"step": 0, **{name: xp.zeros_like(p.data) for name in names}}
+        elif backend.backend_of(state[names[0]]) is not backend.backend_of(p.data):
+            for name in names:
+                state[name] = backend.move(state[name], p.device)
+        return state
+
+    def zero_grad(self) -> None:
+        """Forget the gradients of all parameters (set them to None)."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                p.grad = None
+
+    def state_dict(self) -> dict[str, Any]:
+        """Hyperparameters and per-parameter state, in PyTorch's layout."""
+        groups = [{k: v for k, v in g.items() if k != "params"} for g in self.param_groups]
+        return {"state": {i: dict(s) for i, s in self.state.items()}, "param_groups": groups}
+
+    def check_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Raise a ValueError if ``state_dict`` does not fit these parameters."""
+        params = [p for g in self.param_groups for p in g["params"]]
+        if len(state_dict["param_groups"]) != len(self.param_groups):
+            raise ValueError("optimizer state has a different number of parameter groups")
+        for i, entries in state_dict["state"].items():
+            if not 0 <= int(i) < len(params):
+                raise ValueError(f"optimizer state names parameter {i}, but there are only {len(params)}")
+            for name, value in entries.items():
+                if name != "step" and tuple(value.shape) != params[int(i)].shape:
+                    raise ValueError(
+                        f"optimizer state {name} of parameter {i}: "
+                        f"expected shape {params[int(i)].shape}, got {tuple(value.shape)}"
+                    )
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore hyperparameters and state; checked against the parameters first, all or nothing."""
+        self.check_state_dict(state_dict)
+        params = [p for g in self.param_groups for p in g["params"]]
+        for group, saved in zip(self.param_groups, state_dict["param_groups"]):
+            group.update({k: tuple(v) if isinstance(v, list) else v for k, v in saved.items() if k != "params"})
+        self.state = {}
+        for i, entries in state_dict["state"].items():
+            p = params[int(i)]
+            self.state[int(i)] = {
+                name: int(value) if name == "step" else backend.move(value, p.device).astype(p.dtype, copy=True)
+                for name, value in entries.items()
+            }
+
+
+class SGD(Optimizer):
+    """p ← p − lr·b with b ← μ·b + g (b = g without momentum), g including weight_decay·p."""
+
+    def __init__(self, params: Iterable[Tensor], lr: float = 1e-2, momentum: float = 0.0, weight_decay: float = 0.0):
+        super().__init__(params, {"lr": lr, "momentum": momentum, "weight_decay": weight_decay})
+
+    def step(self) -> None:
+        """Update every parameter that has a gradient."""
+        for i, p, group in self._params():
+            g = p.grad if not group["weight_decay"] else p.grad + group["weight_decay"] * p.data
+            if group["momentum"]:
+                state = self._state_for(i, p, ("momentum_buffer",))
+                buf = state["momentum_buffer"]
+                buf *= group["momentum"]
+                buf += g
+                g = buf
+            p.data -= group["lr"] * g
+
+
+class Adam(Optimizer):
+    """Adam with PyTorch's bias correction (Kingma & Ba, 2015).
+
+    m ← β₁m + (1−β₁)g,  v ← β₂v + (1−β₂)g²,
+    p ← p − lr/(1−β₁ᵗ) · m / (√v/√(1−β₂ᵗ) + ε)
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Tensor],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+    ):
+        super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay})
+
+    def step(self) -> None:
+        """Update every parameter that has a gradient."""
+        for i, p, group in self._params():
+            state = self._state_for(i, p, ("exp_avg", "exp_avg_sq"))
+            state["step"] += 1
+            (b1, b2), t = group["betas"], state["step"]
+            g = p.grad if not group["weight_decay"] else p.grad + group["weight_decay"] * p.data
+            step_size = group["lr"] / (1 - b1**t)
+            sqrt_bc2 = math.sqrt(1 - b2**t)
+            fused = backend.fused_adam(p.data)
+            if fused is not None:  # one pass over memory: a single GPU kernel
+                fused(g, b1, b2, step_size, sqrt_bc2, group["eps"], p.data, state["exp_avg"], state["exp_avg_sq"])
+                continue
+            m, v = state["exp_avg"], state["exp_avg_sq"]
+            m *= b1
+            m += (1 - b1) * g
+            v *= b2
+            v += (1 - b2) * (g * g)
+            denom = backend.get_array_module(v).sqrt(v)
+            denom *= 1 / sqrt_bc2
+            denom += group["eps"]
+            p.data -= step_size * (m / denom)
