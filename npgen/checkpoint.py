@@ -1,0 +1,121 @@
+"""Checkpoints: modules, optimizers, random generators and metadata in one .npz file.
+
+Writing goes to a temporary file that is renamed over the target only when complete,
+so an interrupted save never leaves half a checkpoint. Loading checks every object
+against the file before changing any of them: a mismatch changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import backend
+from .nn import Module
+from .optim import Optimizer
+
+FORMAT = "npgen-checkpoint-1"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file is unreadable or does not fit the objects it is loaded into."""
+
+
+def save(path: str | Path, **objects: Any) -> None:
+    """Save named Modules, Optimizers and JSON-serialisable metadata (plus the RNG state) to ``path``."""
+    path = Path(path)
+    arrays: dict[str, np.ndarray] = {}
+    meta: dict[str, Any] = {"format": FORMAT, "modules": [], "optimizers": {}, "metadata": {}, "rng": {}}
+    for name, obj in objects.items():
+        if isinstance(obj, Module):
+            meta["modules"].append(name)
+            arrays.update({f"{name}/{k}": backend.to_numpy(v) for k, v in obj.state_dict().items()})
+        elif isinstance(obj, Optimizer):
+            state = obj.state_dict()
+            meta["optimizers"][name] = {
+                "param_groups": state["param_groups"],
+                "steps": {str(i): s["step"] for i, s in state["state"].items()},
+            }
+            for i, entries in state["state"].items():
+                arrays.update({f"{name}/{i}/{k}": backend.to_numpy(v) for k, v in entries.items() if k != "step"})
+        else:
+            meta["metadata"][name] = obj
+    for b in backend._backends.values():
+        try:
+            meta["rng"][b.name] = b.rng.get_state()
+        except NotImplementedError:
+            pass  # the cupy generator cannot report its state
+    arrays["__meta__"] = np.array(json.dumps(meta))
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(temporary, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)  # atomic: readers see the old file or the new one
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _read(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+        meta = json.loads(str(arrays.pop("__meta__")))
+    except Exception as error:  # zip, zlib, json and numpy each raise their own kinds
+        raise CheckpointError(f"{path} is not a readable npgen checkpoint: {error!r}") from error
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: unknown checkpoint format {meta.get('format')!r}, expected {FORMAT!r}")
+    return meta, arrays
+
+
+def load(path: str | Path, **objects: Any) -> dict[str, Any]:
+    """Load into the named Modules and Optimizers (on their current devices); returns the metadata.
+
+    Everything is checked first; on any mismatch a CheckpointError names it and no object
+    (nor the random generators) has been changed.
+    """
+    path = Path(path)
+    meta, arrays = _read(path)
+    plans = []
+    for name, obj in objects.items():
+        prefix = f"{name}/"
+        entries = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
+        try:
+            if isinstance(obj, Module):
+                if name not in meta["modules"]:
+                    raise KeyError(f"it holds no module named {name!r} (it has {meta['modules']})")
+                state = entries
+            elif isinstance(obj, Optimizer):
+                if name not in meta["optimizers"]:
+                    raise KeyError(f"it holds no optimizer named {name!r} (it has {list(meta['optimizers'])})")
+                state = _optimizer_state(meta["optimizers"][name], entries)
+            else:
+                raise TypeError(f"{name!r} is a {type(obj).__name__}; load takes Modules and Optimizers")
+            obj.check_state_dict(state)
+        except (KeyError, ValueError, TypeError) as error:
+            raise CheckpointError(f"{path} does not fit {name!r}: {error}") from error
+        plans.append((obj, state))
+    for obj, state in plans:
+        obj.load_state_dict(state)
+    for name, state in meta["rng"].items():
+        if name in backend._backends:
+            backend._backends[name].rng.set_state(state)
+    return meta["metadata"]
+
+
+def _optimizer_state(meta: dict[str, Any], entries: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Rebuild an optimizer state_dict from its flat '<index>/<name>' arrays and its steps."""
+    state: dict[int, dict[str, Any]] = {int(i): {"step": step} for i, step in meta["steps"].items()}
+    for key, value in entries.items():
+        index, name = key.split("/", 1)
+        state[int(index)][name] = value
+    return {"state": state, "param_groups": meta["param_groups"]}

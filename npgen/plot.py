@@ -1,0 +1,64 @@
+"""Figures: image grids and training curves, written as PNG files (matplotlib, no display needed)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: works on machines without a screen
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from . import backend  # noqa: E402
+from .core import Tensor  # noqa: E402
+
+
+def image_grid(images: Any, nrow: int, pad: int = 2, side: int = 28) -> np.ndarray:
+    """Tile (N, side·side) images, values in [0, 1], into one 2-D array with ``nrow`` rows (white gaps)."""
+    images = backend.to_numpy(images.data if isinstance(images, Tensor) else images).reshape(-1, side, side)
+    ncol = -(-len(images) // nrow)
+    grid = np.ones((nrow * (side + pad) + pad, ncol * (side + pad) + pad), np.float32)
+    for i, image in enumerate(images):
+        r, c = divmod(i, ncol)
+        grid[pad + r * (side + pad) : (r + 1) * (side + pad), pad + c * (side + pad) : (c + 1) * (side + pad)] = image
+    return grid
+
+
+def save_grid(
+    images: Any, path: str | Path, nrow: int, title: str = "", labels: Sequence[str] | None = None, pad: int = 2
+) -> None:
+    """Save images (N, 784) with values in [0, 1] as a grid PNG; ``labels`` caption each tile."""
+    grid = image_grid(images, nrow, pad)
+    fig, ax = plt.subplots(figsize=(grid.shape[1] / 40 + 0.5, grid.shape[0] / 40 + 0.6))
+    ax.imshow(grid, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ncol = -(-len(labels or []) // nrow)
+    for i, label in enumerate(labels or []):
+        r, c = divmod(i, ncol)
+        ax.text(pad + c * (28 + pad) + 1, pad + r * (28 + pad) + 1, label, color="yellow", fontsize=7, va="top")
+    ax.set_axis_off()
+    ax.set_title(title, fontsize=9)
+    _save(fig, path)
+
+
+def save_curves(
+    series: Mapping[str, Sequence[float]], path: str | Path, xlabel: str, ylabel: str, title: str = "", x: Any = None
+) -> None:
+    """Save one line per named series (e.g. train and validation loss per epoch) as a PNG."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, values in series.items():
+        xs = x if x is not None else np.arange(1, len(values) + 1)
+        ax.plot(xs[: len(values)], values, label=name, marker="o" if len(values) < 60 else None, markersize=3)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    _save(fig, path)
+
+
+def _save(fig: Any, path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
