@@ -1,0 +1,116 @@
+"""Train an MLP classifier on MNIST with npgen: the smallest end-to-end use of the engine.
+
+    python examples/mnist_classifier.py --epochs 1
+
+Writes to --out: metrics.json, loss.png (training loss per step) and mistakes.png
+(test digits the model got wrong, captioned true→predicted).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+import npgen
+from npgen import F, backend, nn
+from npgen.data import DataLoader, load_mnist
+from npgen.plot import save_curves, save_grid
+
+
+def parse_args() -> argparse.Namespace:
+    """Command-line flags."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--train-size", type=int, default=60000, help="use only the first N training images")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--backend", default="numpy", help="numpy or cupy")
+    parser.add_argument("--out", type=Path, default=Path("runs/classifier"))
+    return parser.parse_args()
+
+
+def accuracy(model: nn.Module, images: object, labels: np.ndarray, batch_size: int = 1000) -> tuple[float, np.ndarray]:
+    """Fraction of correct predictions, and the predictions themselves."""
+    model.eval()
+    with npgen.no_grad():
+        predictions = np.concatenate(
+            [
+                backend.to_numpy(model(x).data.argmax(axis=1))
+                for x in DataLoader(images, batch_size=batch_size, shuffle=False)
+            ]
+        )
+    model.train()
+    return float((predictions == labels).mean()), predictions
+
+
+def main() -> None:
+    """Train, evaluate on the official test set, and leave numbers and figures behind."""
+    args = parse_args()
+    npgen.use_backend(args.backend)
+    npgen.manual_seed(args.seed)
+    train_x, train_y = load_mnist("train")
+    test_x, test_y = load_mnist("test")
+    on_device = backend.get_backend().from_host
+    train_x = on_device(train_x[: args.train_size].astype(np.float32) / 255)
+    train_y = on_device(train_y[: args.train_size].astype(np.int64))
+    test_images = on_device(test_x.astype(np.float32) / 255)
+
+    model = nn.Sequential(
+        nn.Linear(784, args.hidden),
+        nn.ReLU(),
+        nn.Linear(args.hidden, args.hidden),
+        nn.ReLU(),
+        nn.Linear(args.hidden, 10),
+    )
+    opt = npgen.optim.Adam(model.parameters(), lr=args.lr)
+    losses, epochs = [], []
+    for epoch in range(1, args.epochs + 1):
+        start = time.perf_counter()
+        batches = tqdm(DataLoader(train_x, train_y, batch_size=args.batch_size), desc=f"epoch {epoch}", leave=False)
+        for x, y in batches:
+            loss = F.cross_entropy(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        seconds = time.perf_counter() - start
+        test_accuracy, predictions = accuracy(model, test_images, test_y)
+        epochs.append(
+            {
+                "epoch": epoch,
+                "train_loss": float(np.mean(losses[-len(batches) :])),
+                "test_accuracy": test_accuracy,
+                "seconds": seconds,
+            }
+        )
+        train_loss = epochs[-1]["train_loss"]
+        print(f"epoch {epoch}: train loss {train_loss:.4f}  test accuracy {test_accuracy:.4f}  {seconds:.1f} s")
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    metrics = {
+        "args": {k: str(v) for k, v in vars(args).items()},
+        "epochs": epochs,
+        "test_accuracy": epochs[-1]["test_accuracy"],
+    }
+    (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    save_curves({"train": losses}, args.out / "loss.png", "step", "cross-entropy (nats)", "MLP classifier on MNIST")
+    wrong = np.flatnonzero(predictions != test_y)[:25]
+    save_grid(
+        test_x[wrong] / 255,
+        args.out / "mistakes.png",
+        nrow=5,
+        title="test mistakes (true→predicted)",
+        labels=[f"{test_y[i]}→{predictions[i]}" for i in wrong],
+    )
+    print(f"wrote {args.out}/metrics.json, loss.png, mistakes.png")
+
+
+if __name__ == "__main__":
+    main()

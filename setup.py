@@ -1,0 +1,22 @@
+"""Packaging for npgen: numpy, scipy and matplotlib at run time; pytest for the tests; cupy for a GPU."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+setup(
+    name="npgen",
+    version="0.1.0",
+    description="A minimal, readable NumPy library for generative models (VAE, GAN, Real NVP) with a CuPy backend",
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["npgen", "npgen.*"]),
+    package_data={"npgen": ["mnist/*.gz", "mnist/MD5SUMS.uncompressed"]},
+    python_requires=">=3.9",
+    install_requires=["numpy>=1.24", "scipy>=1.10", "matplotlib>=3.6", "tqdm>=4.60"],
+    extras_require={
+        "test": ["pytest>=7", "ruff>=0.4"],
+        "gpu": ["cupy-cuda12x>=13"],
+    },
+    license="MIT",
+)
