@@ -1,0 +1,166 @@
+"""Every op's backward agrees with central finite differences (float64), on every backend."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import make
+
+import npgen
+from npgen import F, backend
+
+# name → (function of the inputs, input shapes, value range of the inputs)
+UNARY = {
+    "exp": (F.exp, (-2, 2)),
+    "log": (F.log, (0.5, 3)),
+    "sqrt": (F.sqrt, (0.5, 3)),
+    "tanh": (F.tanh, (-2, 2)),
+    "sigmoid": (F.sigmoid, (-4, 4)),
+    "relu": (F.relu, (-1, 1)),
+    "leaky_relu": (lambda x: F.leaky_relu(x, 0.2), (-1, 1)),
+    "softplus": (F.softplus, (-4, 4)),
+    "log_sigmoid": (F.log_sigmoid, (-4, 4)),
+    "neg": (lambda x: -x, (-1, 1)),
+    "pow": (lambda x: x**3, (-1, 1)),
+    "pow_fractional": (lambda x: x**0.5, (0.5, 2)),
+    "sum_all": (lambda x: x.sum(), (-1, 1)),
+    "sum_axis": (lambda x: x.sum(axis=1), (-1, 1)),
+    "sum_negative_axis_keepdims": (lambda x: x.sum(axis=-2, keepdims=True), (-1, 1)),
+    "mean": (lambda x: x.mean(axis=0), (-1, 1)),
+    "mean_all": (lambda x: x.mean(), (-1, 1)),
+    "reshape": (lambda x: x.reshape(4, 3), (-1, 1)),
+    "transpose": (lambda x: x.T, (-1, 1)),
+    "getitem_slice": (lambda x: x[1:, ::2], (-1, 1)),
+    "getitem_repeated_rows": (lambda x: x[backend.move(np.array([0, 0, 2]), x.device)], (-1, 1)),
+    "logsumexp_rows": (lambda x: F.logsumexp(x, axis=1), (-3, 3)),
+    "logsumexp_all": (lambda x: F.logsumexp(x), (-3, 3)),
+    "log_softmax": (F.log_softmax, (-3, 3)),
+    "split": (lambda x: F.split(x, [1, 3], axis=1), (-1, 1)),
+    "split_one_piece_unused": (lambda x: F.split(x, 3, axis=0)[1], (-1, 1)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(UNARY))
+def test_unary_op_backward_matches_finite_differences(device, name):
+    fn, (low, high) = UNARY[name]
+    x = make(device, (3, 4), low, high)
+    assert npgen.gradcheck(fn, [x])
+
+
+def test_relu_family_gradients_away_from_the_kink(device):
+    # |x| ≥ 0.1 keeps finite differences from straddling the kink at 0.
+    values = np.array([[-1.0, -0.1, 0.1, 1.0], [0.5, -0.5, 0.3, -0.3]])
+    x = npgen.Tensor(backend.move(values, device), requires_grad=True)
+    assert npgen.gradcheck(lambda t: F.leaky_relu(t, 0.01), [x])
+
+
+BINARY_SHAPES = [((3, 4), (3, 4)), ((3, 4), (4,)), ((3, 1), (1, 4)), ((2, 3, 4), (3, 1)), ((3, 4), ())]
+
+
+@pytest.mark.parametrize("op", ["add", "sub", "mul", "div"])
+@pytest.mark.parametrize("shapes", BINARY_SHAPES, ids=str)
+def test_broadcasting_binary_op_sums_gradients_back_to_each_shape(device, op, shapes):
+    a = make(device, shapes[0], 0.5, 2.0, seed=1)
+    b = make(device, shapes[1], 0.5, 2.0, seed=2)
+    fn = {"add": lambda x, y: x + y, "sub": lambda x, y: x - y, "mul": lambda x, y: x * y, "div": lambda x, y: x / y}
+    assert npgen.gradcheck(fn[op], [a, b])
+
+
+def test_reflected_operators_with_python_numbers(device):
+    x = make(device, (2, 3), 0.5, 2.0)
+    assert npgen.gradcheck(lambda t: 2.0 - t + 3.0 * t / 4.0 + 1.0 / t, [x])
+
+
+@pytest.mark.parametrize("shapes", [((3, 4), (4, 5)), ((4,), (4, 5)), ((3, 4), (4,)), ((2, 3, 4), (4, 2))], ids=str)
+def test_matmul_gradients(device, shapes):
+    a, b = make(device, shapes[0], seed=1), make(device, shapes[1], seed=2)
+    assert npgen.gradcheck(lambda x, y: x @ y, [a, b])
+
+
+def test_linear_gradients_with_and_without_bias(device):
+    x, w, b = make(device, (5, 3), seed=1), make(device, (4, 3), seed=2), make(device, (4,), seed=3)
+    assert npgen.gradcheck(F.linear, [x, w, b])
+    assert npgen.gradcheck(F.linear, [x, w])
+
+
+def test_concatenate_gradients(device):
+    a, b = make(device, (2, 3), seed=1), make(device, (2, 1), seed=2)
+    assert npgen.gradcheck(lambda x, y: F.concatenate([x, y], axis=1), [a, b])
+
+
+def test_binary_cross_entropy_with_logits_gradients(device):
+    logits = make(device, (3, 4), -3, 3, seed=1)
+    target = make(device, (3, 4), 0, 1, seed=2)
+    for reduction in ("mean", "sum", "none"):
+        assert npgen.gradcheck(lambda x, t, r=reduction: F.binary_cross_entropy_with_logits(x, t, r), [logits, target])
+
+
+def test_cross_entropy_gradients(device):
+    logits = make(device, (5, 4), -2, 2)
+    labels = backend.move(np.array([0, 3, 1, 1, 2]), device)
+    assert npgen.gradcheck(lambda x: F.cross_entropy(x, labels), [logits])
+    assert npgen.gradcheck(lambda x: F.cross_entropy(x, labels, reduction="none"), [logits])
+
+
+def test_gaussian_kl_gradients(device):
+    mu, logvar = make(device, (3, 4), seed=1), make(device, (3, 4), seed=2)
+    assert npgen.gradcheck(F.gaussian_kl, [mu, logvar])
+
+
+def test_fast_mode_passes_the_same_ops(device):
+    a, b = make(device, (4, 3), seed=1), make(device, (3, 2), seed=2)
+    assert npgen.gradcheck(lambda x, y: F.tanh(x @ y).sum(axis=0), [a, b], mode="fast")
+
+
+# --- stability at extreme inputs ------------------------------------------------------------------
+
+EXTREME = np.array([-1e4, -50.0, -1.0, 0.0, 1.0, 50.0, 1e4])
+
+
+@pytest.mark.parametrize(
+    "name, fn",
+    [
+        ("sigmoid", F.sigmoid),
+        ("softplus", F.softplus),
+        ("log_sigmoid", F.log_sigmoid),
+        ("bce", lambda x: F.binary_cross_entropy_with_logits(x, x * 0 + 1, reduction="none")),
+        ("bce_target_0", lambda x: F.binary_cross_entropy_with_logits(x, x * 0, reduction="none")),
+        ("logsumexp", lambda x: F.logsumexp(x.reshape(1, -1), axis=1)),
+        ("log_softmax", lambda x: F.log_softmax(x.reshape(1, -1))),
+        ("cross_entropy", lambda x: F.cross_entropy(x.reshape(1, -1), x.data[:1].astype(np.int64) * 0 + 3)),
+    ],
+)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_ops_on_logits_of_1e4_give_finite_values_and_gradients(device, name, fn, dtype):
+    x = npgen.Tensor(backend.move(EXTREME.astype(dtype), device), requires_grad=True)
+    y = fn(x)
+    y.sum().backward()
+    assert np.all(np.isfinite(y.numpy())), y.numpy()
+    assert np.all(np.isfinite(backend.to_numpy(x.grad))), x.grad
+
+
+def test_softplus_and_log_sigmoid_match_their_definitions_where_those_are_safe():
+    x = np.linspace(-20, 20, 41)
+    assert np.allclose(F.softplus(npgen.tensor(x)).numpy(), np.log1p(np.exp(x)))
+    assert np.allclose(F.log_sigmoid(npgen.tensor(x)).numpy(), -np.log1p(np.exp(-x)))
+    assert np.allclose(F.sigmoid(npgen.tensor(x)).numpy(), 1 / (1 + np.exp(-x)))
+
+
+def test_losses_match_their_formulas():
+    rng = np.random.default_rng(0)
+    logits, target = rng.normal(size=(4, 5)), rng.uniform(size=(4, 5))
+    p = 1 / (1 + np.exp(-logits))
+    expected = -(target * np.log(p) + (1 - target) * np.log(1 - p))
+    assert np.allclose(F.binary_cross_entropy_with_logits(npgen.tensor(logits), target, "none").numpy(), expected)
+    assert np.isclose(F.binary_cross_entropy_with_logits(npgen.tensor(logits), target).item(), expected.mean())
+    labels = np.array([1, 0, 4, 2])
+    log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    assert np.isclose(F.cross_entropy(npgen.tensor(logits), labels).item(), -log_p[np.arange(4), labels].mean())
+    mu, logvar = rng.normal(size=(3, 2)), rng.normal(size=(3, 2))
+    kl = 0.5 * (mu**2 + np.exp(logvar) - 1 - logvar).sum(axis=1)
+    assert np.allclose(F.gaussian_kl(npgen.tensor(mu), npgen.tensor(logvar)).numpy(), kl)
+
+
+def test_gaussian_kl_is_zero_for_the_prior_itself():
+    zeros = npgen.tensor(np.zeros((2, 3)))
+    assert np.array_equal(F.gaussian_kl(zeros, zeros).numpy(), np.zeros(2))

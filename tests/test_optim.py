@@ -1,0 +1,120 @@
+"""Optimizers: the update rules written out by hand, lazily created state, and moving devices."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import npgen
+from npgen import backend, optim
+
+
+def _param(values) -> npgen.Tensor:
+    return npgen.Tensor(np.array(values, np.float64), requires_grad=True)
+
+
+def test_adam_matches_the_bias_corrected_update_written_out():
+    p = _param([1.0, -2.0, 3.0])
+    opt = optim.Adam([p], lr=0.1, betas=(0.8, 0.9), eps=1e-8, weight_decay=0.01)
+    x, m, v = p.data.copy(), np.zeros(3), np.zeros(3)
+    rng = np.random.default_rng(0)
+    for t in range(1, 6):
+        g = rng.normal(size=3)
+        p.grad = g.copy()
+        opt.step()
+        g = g + 0.01 * x
+        m = 0.8 * m + 0.2 * g
+        v = 0.9 * v + 0.1 * g * g
+        x = x - 0.1 * (m / (1 - 0.8**t)) / (np.sqrt(v / (1 - 0.9**t)) + 1e-8)
+        assert np.allclose(p.data, x, rtol=1e-12, atol=1e-12)
+
+
+def test_sgd_with_momentum_matches_the_update_written_out():
+    p = _param([1.0, 2.0])
+    opt = optim.SGD([p], lr=0.5, momentum=0.9)
+    x, buf = p.data.copy(), np.zeros(2)
+    for g in ([1.0, 0.0], [0.5, -1.0], [0.0, 2.0]):
+        p.grad = np.array(g)
+        opt.step()
+        buf = 0.9 * buf + np.array(g)
+        x = x - 0.5 * buf
+    assert np.allclose(p.data, x)
+
+
+def test_plain_sgd_needs_no_state():
+    p = _param([1.0])
+    opt = optim.SGD([p], lr=0.1)
+    p.grad = np.array([2.0])
+    opt.step()
+    assert np.allclose(p.data, [0.8]) and opt.state == {}
+
+
+def test_parameters_without_gradient_are_left_alone():
+    a, b = _param([1.0]), _param([1.0])
+    opt = optim.Adam([a, b])
+    a.grad = np.array([1.0])
+    opt.step()
+    assert b.data[0] == 1.0 and 1 not in opt.state
+
+
+def test_updates_happen_in_place():
+    p = _param([1.0, 2.0])
+    data = p.data
+    opt = optim.Adam([p])
+    p.grad = np.ones(2)
+    opt.step()
+    assert p.data is data
+
+
+def test_state_is_created_on_the_parameter_device_and_follows_a_move(device):
+    model = npgen.nn.Linear(3, 2)
+    opt = optim.Adam(model.parameters())
+    model(npgen.randn(4, 3)).sum().backward()
+    opt.step()
+    assert backend.backend_of(opt.state[0]["exp_avg"]).name == device
+    model.to("numpy")
+    model(npgen.randn(4, 3, device="numpy")).sum().backward()
+    opt.step()
+    assert isinstance(opt.state[0]["exp_avg"], np.ndarray)
+
+
+def test_zero_grad_clears_every_gradient():
+    p = _param([1.0])
+    p.grad = np.ones(1)
+    opt = optim.Adam([p])
+    opt.zero_grad()
+    assert p.grad is None
+
+
+def test_state_dict_round_trip_continues_identically():
+    def run(opt_from=None):
+        p = _param([1.0, 2.0])
+        opt = optim.Adam([p], lr=0.1)
+        if opt_from is not None:
+            p.data[...] = opt_from[0]
+            opt.load_state_dict(opt_from[1])
+        for g in ([1.0, -1.0], [0.5, 0.5]):
+            p.grad = np.array(g)
+            opt.step()
+        return p.data.copy(), opt.state_dict()
+
+    after_two, state = run()
+    resumed, _ = run((after_two, state))
+    straight = _param([1.0, 2.0])
+    opt = optim.Adam([straight], lr=0.1)
+    for g in ([1.0, -1.0], [0.5, 0.5]) * 2:
+        straight.grad = np.array(g)
+        opt.step()
+    assert np.array_equal(resumed, straight.data)
+
+
+def test_load_state_dict_rejects_a_shape_mismatch():
+    opt = optim.Adam([_param([1.0, 2.0])])
+    bad = {"state": {0: {"step": 1, "exp_avg": np.zeros(3), "exp_avg_sq": np.zeros(3)}}, "param_groups": [{}]}
+    with pytest.raises(ValueError, match=r"exp_avg of parameter 0: expected shape \(2,\), got \(3,\)"):
+        opt.load_state_dict(bad)
+
+
+def test_an_empty_parameter_list_is_refused():
+    with pytest.raises(ValueError, match="empty parameter list"):
+        optim.Adam([])
