@@ -140,53 +140,6 @@ class Tensor:
             raise RuntimeError(f"gradient of shape {grad.shape} for a tensor of shape {self.shape}")
         self.grad = grad if self.grad is None else self.grad + grad
 
-    # --- operators (the ops behind them are defined below) ---------------------------
-    def __add__(self, other: Any) -> Tensor:
-        return Add()(self, other)
-
-    def __radd__(self, other: Any) -> Tensor:
-        return Add()(other, self)
-
-    def __sub__(self, other: Any) -> Tensor:
-        return Sub()(self, other)
-
-    def __rsub__(self, other: Any) -> Tensor:
-        return Sub()(other, self)
-
-    def __mul__(self, other: Any) -> Tensor:
-        return Mul()(self, other)
-
-    def __rmul__(self, other: Any) -> Tensor:
-        return Mul()(other, self)
-
-    def __truediv__(self, other: Any) -> Tensor:
-        return Div()(self, other)
-
-    def __rtruediv__(self, other: Any) -> Tensor:
-        return Div()(other, self)
-
-    def __neg__(self) -> Tensor:
-        return Neg()(self)
-
-    def __pow__(self, exponent: float) -> Tensor:
-        return Pow(exponent)(self)
-
-    def __matmul__(self, other: Any) -> Tensor:
-        return MatMul()(self, other)
-
-    def __rmatmul__(self, other: Any) -> Tensor:
-        return MatMul()(other, self)
-
-    def __getitem__(self, index: Any) -> Tensor:
-        return GetItem(index)(self)
-
-    # Comparisons give plain boolean tensors: they have no gradient.
-    def __lt__(self, other: Any) -> Tensor:
-        return Tensor(self.data < _raw(other))
-
-    def __gt__(self, other: Any) -> Tensor:
-        return Tensor(self.data > _raw(other))
-
     def sum(self, axis: int | tuple | None = None, keepdims: bool = False) -> Tensor:
         """Sum over ``axis`` (all axes if None)."""
         return Sum(axis, keepdims)(self)
@@ -208,6 +161,25 @@ class Tensor:
         return Transpose(tuple(axes) or None)(self)
 
     T = property(lambda self: self.transpose(), doc="The tensor with its axes reversed.")
+
+
+# Tensor's operators: each one calls an op defined further down this file.
+Tensor.__add__ = lambda self, other: Add()(self, other)
+Tensor.__radd__ = lambda self, other: Add()(other, self)
+Tensor.__sub__ = lambda self, other: Sub()(self, other)
+Tensor.__rsub__ = lambda self, other: Sub()(other, self)
+Tensor.__mul__ = lambda self, other: Mul()(self, other)
+Tensor.__rmul__ = lambda self, other: Mul()(other, self)
+Tensor.__truediv__ = lambda self, other: Div()(self, other)
+Tensor.__rtruediv__ = lambda self, other: Div()(other, self)
+Tensor.__neg__ = lambda self: Neg()(self)
+Tensor.__pow__ = lambda self, exponent: Pow(exponent)(self)
+Tensor.__matmul__ = lambda self, other: MatMul()(self, other)
+Tensor.__rmatmul__ = lambda self, other: MatMul()(other, self)
+Tensor.__getitem__ = lambda self, index: GetItem(index)(self)
+# Comparisons give plain boolean tensors: they have no gradient.
+Tensor.__lt__ = lambda self, other: Tensor(self.data < _raw(other))
+Tensor.__gt__ = lambda self, other: Tensor(self.data > _raw(other))
 
 
 def _raw(x: Any) -> Any:
