@@ -1,0 +1,43 @@
+"""The example scripts run end to end on small settings, and an interrupted VAE run resumes exactly."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+EXAMPLES = Path(__file__).parents[1] / "examples"
+
+
+def _run(script: str, *args: str) -> str:
+    done = subprocess.run([sys.executable, str(EXAMPLES / script), *args], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def test_the_classifier_example_trains_and_writes_its_figures(tmp_path):
+    out = _run("mnist_classifier.py", "--epochs", "1", "--train-size", "10000", "--out", str(tmp_path))
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["test_accuracy"] > 0.85, out
+    assert (tmp_path / "loss.png").stat().st_size > 0 and (tmp_path / "mistakes.png").stat().st_size > 0
+
+
+VAE_QUICK = ["--hidden", "32", "--zdim", "2", "--train-size", "3000", "--iw-samples", "5"]
+
+
+def test_an_interrupted_vae_run_resumes_to_the_same_numbers(tmp_path):
+    straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
+    _run("vae.py", *VAE_QUICK, "--epochs", "2", "--out", str(straight))
+    _run("vae.py", *VAE_QUICK, "--epochs", "1", "--out", str(interrupted))
+    out = _run("vae.py", *VAE_QUICK, "--epochs", "2", "--resume", "--out", str(interrupted))
+    assert "resumed" in out and "after epoch 1" in out
+
+    def numbers(path: Path) -> dict:
+        metrics = json.loads((path / "metrics.json").read_text())
+        epochs = [{k: v for k, v in e.items() if k != "seconds"} for e in metrics["epochs"]]
+        return {"epochs": epochs, "test": metrics["test"]}
+
+    assert numbers(straight) == numbers(interrupted)
+    figures = {p.name for p in straight.glob("*.png")}
+    assert {"elbo.png", "manifold.png", "samples_epoch_0_untrained.png", "means_epoch_2_end.png"} <= figures
