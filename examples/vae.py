@@ -10,6 +10,7 @@ log-likelihood with --iw-samples samples). Written to --out:
     metrics.json         every number, per epoch and final
     checkpoint.npz       after every epoch; --resume continues from it
     elbo.png             train and validation negative ELBO per epoch
+    samples.npy          pixel means of 10,000 samples (score them: python -m npgen.metrics)
     samples_*.png        5×5 Bernoulli samples (and means_*.png, their pixel means) before
                          training, after epoch 1, halfway and at the end
     manifold.png         decoder means over the inverse-CDF grid of a 2-D latent space
@@ -167,6 +168,8 @@ def main() -> None:
         results["test"][f"log_likelihood_iw{args.iw_samples}"] = ll = test_log_likelihood(model, test, args.iw_samples)
         print(f"test log-likelihood (importance-weighted, k={args.iw_samples}) {ll:.2f} nats")
     results["seconds_per_epoch"] = float(np.mean([h["seconds"] for h in history]))
+    z = backend.get_backend().from_host(figure_rng.standard_normal((10_000, args.zdim), np.float32))
+    np.save(args.out / "samples.npy", model.sample(10_000, z=z)[0].numpy())  # pixel means, for npgen.metrics
     (args.out / "metrics.json").write_text(json.dumps(results, indent=2))
     curves = {"train": [h["train_neg_elbo"] for h in history], "validation": [h["val_neg_elbo"] for h in history]}
     save_curves(curves, args.out / "elbo.png", "epoch", "negative ELBO (nats per image)", f"VAE, z_dim {args.zdim}")

@@ -191,9 +191,11 @@ class Linear(Function):
 
     def backward(self, g):
         x, weight = self.saved
-        gx = g @ weight if self.needs_input_grad[0] else None
-        gw = g.reshape(-1, g.shape[-1]).T @ x.reshape(-1, x.shape[-1])
-        gb = g.reshape(-1, g.shape[-1]).sum(axis=0)
+        needs = self.needs_input_grad + (False,) * (3 - len(self.needs_input_grad))
+        rows = g.reshape(-1, g.shape[-1])  # any leading batch axes act as one
+        gx = g @ weight if needs[0] else None
+        gw = rows.T @ x.reshape(-1, x.shape[-1]) if needs[1] else None  # skipped for frozen layers
+        gb = rows.sum(axis=0) if needs[2] else None
         return (gx, gw, gb)[: len(self.needs_input_grad)]
 
 

@@ -93,6 +93,12 @@ class Module:
         """Put this module and its submodules in evaluation mode."""
         return self.train(False)
 
+    def requires_grad_(self, requires_grad: bool = True) -> Module:
+        """Switch gradient tracking of all parameters (off: frozen, e.g. D during G's step)."""
+        for p in self.parameters():
+            p.requires_grad = requires_grad
+        return self
+
     def zero_grad(self) -> None:
         """Forget the gradients of all parameters."""
         for p in self.parameters():

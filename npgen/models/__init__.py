@@ -1,5 +1,6 @@
 """The three generative models of npgen, each written on the engine alone."""
 
+from .gan import Discriminator, Generator
 from .vae import VAE
 
-__all__ = ["VAE"]
+__all__ = ["VAE", "Discriminator", "Generator"]
