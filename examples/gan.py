@@ -112,8 +112,8 @@ def interpolation_figure(generator: Generator, classifier: npgen.nn.Sequential, 
     """9 images on the straight line between two latent points whose samples are different digits."""
     _, probabilities = metrics.features_and_probabilities(classifier, generate(generator, z[:100]))
     labels = probabilities.argmax(axis=1)
-    a = 0
-    b = int(np.flatnonzero(labels != labels[a])[0])
+    a, others = 0, np.flatnonzero(labels != labels[0])
+    b = int(others[0]) if len(others) else 1  # a collapsed generator may offer no second digit
     t = np.linspace(0, 1, 9, dtype=np.float32)[:, None]
     images = generate(generator, (1 - t) * z[a] + t * z[b])
     _, path_probabilities = metrics.features_and_probabilities(classifier, images)

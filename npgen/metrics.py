@@ -131,7 +131,8 @@ def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
     root_a = _psd_sqrt(cov_a)
     eigenvalues = linalg.eigvalsh(root_a @ cov_b @ root_a)
     trace_root = np.sqrt(np.clip(eigenvalues, 0, None)).sum()
-    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * trace_root)
+    distance = ((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * trace_root
+    return float(max(distance, 0.0))  # a distance: round-off must not make it negative
 
 
 def _psd_sqrt(matrix: np.ndarray) -> np.ndarray:
