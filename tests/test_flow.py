@@ -1,0 +1,161 @@
+"""Real NVP: identity at initialisation, exact inverses, and log-determinants checked against Jacobians."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import npgen
+from npgen import backend
+from npgen.models import Coupling, Flow
+from npgen.models.flow import ALPHA, checkerboard, postprocess, preprocess
+
+
+def _randomize(module: npgen.nn.Module, scale: float = 0.1, seed: int = 0) -> None:
+    """Non-zero weights everywhere (a fresh coupling's last layer is zero, which would hide bugs)."""
+    rng = np.random.default_rng(seed)
+    for p in module.parameters():
+        p.data[...] = backend.move(rng.normal(0, scale, p.shape).astype(p.dtype), p.device)
+
+
+def _jacobian_by_differences(fn, x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    """J[i, j] = ∂fᵢ/∂xⱼ at one point x (D,), by central differences."""
+    columns = []
+    for j in range(len(x)):
+        step = np.zeros_like(x)
+        step[j] = eps
+        columns.append((fn(x + step) - fn(x - step)) / (2 * eps))
+    return np.stack(columns, axis=1)
+
+
+def _jacobian_by_backward(fn_tensor, x: np.ndarray) -> np.ndarray:
+    """J row by row: backward of output i with a one-hot upstream gradient."""
+    rows = []
+    for i in range(len(x)):
+        leaf = npgen.tensor(x[None, :], requires_grad=True)
+        upstream = np.zeros((1, len(x)))
+        upstream[0, i] = 1.0
+        fn_tensor(leaf).backward(upstream)
+        rows.append(leaf.grad[0])
+    return np.stack(rows)
+
+
+def test_checkerboard_masks_alternate_and_complement():
+    b0, b1 = checkerboard(28, 0), checkerboard(28, 1)
+    assert b0.shape == (784,) and b0.sum() == 392 and np.array_equal(b0 + b1, np.ones(784))
+    assert b0.reshape(28, 28)[0, :4].tolist() == [1, 0, 1, 0] and b0.reshape(28, 28)[1, :2].tolist() == [0, 1]
+
+
+def test_a_fresh_coupling_is_exactly_the_identity():
+    coupling = Coupling(checkerboard(28), n_hidden=32)
+    x = npgen.randn(5, 784)
+    y, logdet = coupling(x)
+    assert np.array_equal(y.numpy(), x.numpy()) and np.array_equal(logdet.numpy(), np.zeros(5))
+
+
+@pytest.mark.parametrize("n", [1, 7, 19])
+def test_inverse_undoes_forward_and_their_log_dets_cancel(device, n):
+    flow = Flow(n_flows=2, n_hidden=64)
+    _randomize(flow, scale=0.05)
+    x = npgen.randn(n, 784)
+    z, forward_logdet = flow(x)
+    x_back, inverse_logdet = flow.inverse(z)
+    x_np, back = x.numpy(), x_back.numpy()
+    assert np.mean(np.abs(back - x_np) / (np.abs(x_np) + 1e-8)) < 1e-5
+    assert (
+        np.max(np.abs(forward_logdet.numpy() + inverse_logdet.numpy()))
+        < 1e-5 * np.abs(forward_logdet.numpy()).max() + 1e-5
+    )
+    assert np.abs(forward_logdet.numpy()).min() > 0.1  # the test is not trivially about the identity
+
+
+def test_coupling_log_det_equals_the_log_determinant_of_its_jacobian():
+    coupling = Coupling(checkerboard(4, 1), n_hidden=8).double()
+    _randomize(coupling, scale=0.5)
+    x = np.random.default_rng(1).normal(size=16)
+    forward = lambda v: coupling(npgen.tensor(v[None, :]))[0].numpy()[0]  # noqa: E731
+    _, logdet = coupling(npgen.tensor(x[None, :]))
+    for jacobian in (_jacobian_by_differences(forward, x), _jacobian_by_backward(lambda t: coupling(t)[0], x)):
+        sign, log_abs_det = np.linalg.slogdet(jacobian)
+        assert sign != 0 and log_abs_det == pytest.approx(logdet.item(), abs=1e-6)
+
+
+def test_whole_flow_log_det_equals_the_log_determinant_of_its_jacobian():
+    flow = Flow(n_flows=2, n_hidden=8, side=4).double()
+    _randomize(flow, scale=0.5)
+    x = np.random.default_rng(2).normal(size=16)
+    _, logdet = flow(npgen.tensor(x[None, :]))
+    forward = lambda v: flow(npgen.tensor(v[None, :]))[0].numpy()[0]  # noqa: E731
+    for jacobian in (_jacobian_by_differences(forward, x), _jacobian_by_backward(lambda t: flow(t)[0], x)):
+        assert np.linalg.slogdet(jacobian)[1] == pytest.approx(logdet.item(), abs=1e-6)
+
+
+def test_preprocessing_log_det_equals_the_log_determinant_of_its_jacobian():
+    rng = np.random.default_rng(3)
+    x, u = rng.integers(0, 256, (1, 9)).astype(np.float64), rng.uniform(size=(1, 9))
+    _, logdet = preprocess(x, u)
+    jacobian = _jacobian_by_differences(lambda v: preprocess(v[None, :], np.zeros((1, 9)))[0][0], (x + u)[0], eps=1e-5)
+    assert np.linalg.slogdet(jacobian)[1] == pytest.approx(logdet[0], abs=1e-6)
+    jacobian_backward = _jacobian_by_backward(lambda t: _preprocess_as_ops(t), (x + u)[0])
+    assert np.linalg.slogdet(jacobian_backward)[1] == pytest.approx(logdet[0], abs=1e-6)
+
+
+def _preprocess_as_ops(x_tilde: npgen.Tensor) -> npgen.Tensor:
+    """The preprocessing written with npgen ops, so backward can differentiate it."""
+    p = ALPHA / 2 + (1 - ALPHA) * x_tilde / 256
+    return npgen.F.log(p) - npgen.F.log(1 - p)
+
+
+def test_postprocess_inverts_preprocess():
+    rng = np.random.default_rng(4)
+    x, u = rng.integers(0, 256, (3, 784)).astype(np.float64), rng.uniform(size=(3, 784))
+    y, _ = preprocess(x, u)
+    assert np.allclose(postprocess(y), x + u, atol=1e-6)
+
+
+def test_log_prob_gradients_with_respect_to_the_coupling_networks(device):
+    flow = Flow(n_flows=1, n_hidden=3, side=2).double()
+    _randomize(flow, scale=0.3)
+    x = backend.move(np.array([[0.0, 17.0, 200.0, 255.0], [3.0, 128.0, 64.0, 9.0]]), device)
+    u = backend.move(np.random.default_rng(5).uniform(size=(2, 4)), device)
+    assert npgen.gradcheck(lambda *params: flow.log_prob(x, u), flow.parameters())
+
+
+def test_bits_per_dim_of_an_identity_flow_match_the_formula_written_out():
+    flow = Flow(n_flows=1, n_hidden=4)
+    rng = np.random.default_rng(6)
+    x, u = rng.integers(0, 256, (4, 784)).astype(np.float32), rng.uniform(size=(4, 784)).astype(np.float32)
+    d = 784
+    v = (x.astype(np.float64) + u) / 256
+    p = ALPHA / 2 + (1 - ALPHA) * v
+    y = np.log(p) - np.log(1 - p)
+    log_px = (
+        -0.5 * (y**2 + np.log(2 * np.pi)).sum(1) - d * np.log(256) + d * np.log(1 - ALPHA) - np.log(p * (1 - p)).sum(1)
+    )
+    expected = -log_px / (d * np.log(2))
+    assert np.allclose(flow.bpd(x, u).numpy(), expected, rtol=1e-5)
+    assert np.all(expected > 8)  # a missing ln 256 term would put these 8 bits lower
+
+
+def test_extreme_images_have_finite_log_probabilities():
+    flow = Flow(n_flows=1, n_hidden=16)
+    _randomize(flow, scale=0.05)
+    images = np.stack([np.zeros(784), np.full(784, 255.0), np.tile([0.0, 255.0], 392)]).astype(np.uint8)
+    for u in (np.zeros((3, 784), np.float32), np.full((3, 784), 0.999999, np.float32), None):
+        assert np.all(np.isfinite(flow.log_prob(images, u).numpy()))
+
+
+def test_samples_are_integer_pixels(device):
+    flow = Flow(n_flows=1, n_hidden=16)
+    images = flow.sample(6, temperature=0.7).numpy()
+    assert images.shape == (6, 784) and images.min() >= 0 and images.max() <= 255
+    assert np.array_equal(images, np.floor(images))
+
+
+def test_parameter_count_of_the_reference_model():
+    n = sum(p.size for p in Flow(n_flows=4, n_hidden=1024).parameters())
+    assert n == 8 * (784 * 1024 + 1024 + 1024 * 1024 + 1024 + 1024 * 1568 + 1568) and math.isclose(
+        n / 1e6, 27.7, abs_tol=0.05
+    )
