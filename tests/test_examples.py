@@ -41,3 +41,25 @@ def test_an_interrupted_vae_run_resumes_to_the_same_numbers(tmp_path):
     assert numbers(straight) == numbers(interrupted)
     figures = {p.name for p in straight.glob("*.png")}
     assert {"elbo.png", "manifold.png", "samples_epoch_0_untrained.png", "means_epoch_2_end.png"} <= figures
+
+
+FLOW_QUICK = ["--hidden", "16", "--n-flows", "1", "--train-size", "1000", "--batch-size", "250"]
+
+
+def test_an_interrupted_flow_run_resumes_to_the_same_numbers(tmp_path):
+    straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
+    _run("flow.py", *FLOW_QUICK, "--epochs", "2", "--out", str(straight))
+    _run("flow.py", *FLOW_QUICK, "--epochs", "1", "--out", str(interrupted))
+    _run("flow.py", *FLOW_QUICK, "--epochs", "2", "--resume", "--out", str(interrupted))
+
+    def numbers(path: Path) -> dict:
+        metrics = json.loads((path / "metrics.json").read_text())
+        return {
+            "train": [e["train_bpd"] for e in metrics["epochs"]],
+            "val": [e["val_bpd"] for e in metrics["epochs"]],
+            "test": metrics["test_bpd"],
+        }
+
+    assert numbers(straight) == numbers(interrupted)
+    assert numbers(straight)["test"] > 1.0
+    assert (straight / "bpd.png").exists() and (straight / "samples_epoch_2_end_T0.7.png").exists()

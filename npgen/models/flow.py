@@ -124,10 +124,14 @@ class Flow(Module):
         """Bits per dimension −log p(x̃)/(D ln 2), per image."""
         return self.log_prob(x, u) * (-1 / (self.dim * math.log(2)))
 
-    def sample(self, n: int, temperature: float = 1.0) -> Tensor:
-        """n images with integer pixel values 0..255 (float32): z ~ N(0, T²I) through the inverse flow."""
+    def sample(self, n: int, temperature: float = 1.0, z: Any = None) -> Tensor:
+        """n images with integer pixel values 0..255 (float32): z ~ N(0, T²I) through the inverse flow.
+
+        ``z`` (n, D) standard normal noise may be given; it is scaled by the temperature.
+        """
         mask = self.couplings[0].mask
-        z = backend.backend_of(mask).rng.normal((n, self.dim), mask.dtype) * temperature
+        z = backend.backend_of(mask).rng.normal((n, self.dim), mask.dtype) if z is None else z
+        z = z * temperature
         with no_grad():
             y, _ = self.inverse(Tensor(z))
         xp = backend.get_array_module(mask)
