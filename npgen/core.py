@@ -308,9 +308,13 @@ def _as_tensors(args: tuple) -> tuple[Tensor, ...]:
     xp = backend.get_array_module(like.data)
     out = []
     for a in args:
+        if isinstance(a, (int, float)):
+            a = xp.asarray(a, dtype=like.dtype)
         if not isinstance(a, Tensor):
-            # Python numbers take the tensor's dtype (no silent float64 upcast).
-            a = Tensor(xp.asarray(a, dtype=like.dtype) if isinstance(a, (int, float)) else a)
+            # Constants take the tensor's floating dtype (no silent float64 upcast); integer arrays stay.
+            if a.dtype.kind == "f" and like.dtype.kind == "f" and a.dtype != like.dtype:
+                a = a.astype(like.dtype)
+            a = Tensor(a)
         out.append(a)
     return tuple(out)
 

@@ -118,6 +118,13 @@ def test_python_numbers_take_the_tensor_dtype_no_float64_upcast():
     assert x.grad.dtype == np.float32
 
 
+def test_float64_arrays_meeting_a_float32_tensor_become_float32():
+    x = npgen.tensor(np.ones(3, np.float32), requires_grad=True)
+    target = np.full(3, 0.5)  # float64, as numpy makes by default
+    assert (x * target).dtype == np.float32
+    assert F.binary_cross_entropy_with_logits(x, target).dtype == np.float32
+
+
 def test_float64_stays_float64():
     x = npgen.tensor(np.ones(3), requires_grad=True)
     assert (x * 2.0).dtype == np.float64
