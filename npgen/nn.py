@@ -62,16 +62,20 @@ class Module:
 
     # --- walking the tree ------------------------------------------------------------
     def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
-        """(name, module) for this module and every submodule, depth first."""
+        """(dotted name, module) for this module ('') and every submodule, depth first."""
         yield prefix, self
         for name, child in self._modules.items():
-            yield from child.named_modules(f"{prefix}{name}.")
+            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+
+    def _named_members(self, kind: str) -> Iterator[tuple[str, Any]]:
+        """(dotted name, value) of every parameter (kind '_parameters') or buffer ('_buffers')."""
+        for prefix, module in self.named_modules():
+            for name in getattr(module, kind):
+                yield (f"{prefix}.{name}" if prefix else name), getattr(module, name)
 
     def named_parameters(self) -> Iterator[tuple[str, Parameter]]:
         """(dotted name, parameter) in registration order."""
-        for prefix, module in self.named_modules():
-            for name, p in module._parameters.items():
-                yield prefix + name, p
+        return self._named_members("_parameters")
 
     def parameters(self) -> list[Parameter]:
         """All trainable parameters, in registration order."""
@@ -79,9 +83,7 @@ class Module:
 
     def named_buffers(self) -> Iterator[tuple[str, Any]]:
         """(dotted name, array) of every buffer."""
-        for prefix, module in self.named_modules():
-            for name in module._buffers:
-                yield prefix + name, getattr(module, name)
+        return self._named_members("_buffers")
 
     def train(self, mode: bool = True) -> Module:
         """Put this module and its submodules (only those) in training mode."""
@@ -154,12 +156,11 @@ class Module:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Copy arrays (numpy or device) into parameters and buffers, by name; all or nothing."""
         self.check_state_dict(state)
-        params = dict(self.named_parameters())
         for prefix, module in self.named_modules():
             for name in module._buffers:
-                current = getattr(module, name)
-                object.__setattr__(module, name, _converted(state[prefix + name], current))
-        for name, p in params.items():
+                key = f"{prefix}.{name}" if prefix else name
+                object.__setattr__(module, name, _converted(state[key], getattr(module, name)))
+        for name, p in self.named_parameters():
             p.data = _converted(state[name], p.data)
 
     def __repr__(self) -> str:

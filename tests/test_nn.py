@@ -179,3 +179,9 @@ def test_a_pytorch_state_dict_gives_the_same_outputs_and_gradients():
             assert np.allclose(p.grad, q.grad.numpy(), atol=1e-10), name
         for name, buffer in model.named_buffers():
             assert np.allclose(buffer, reference.state_dict()[name].numpy()), name
+
+
+def test_named_modules_use_pytorch_names():
+    model = nn.Sequential(nn.Linear(2, 2), nn.Sequential(nn.ReLU(), nn.Linear(2, 1)))
+    assert [name for name, _ in model.named_modules()] == ["", "0", "1", "1.0", "1.1"]
+    assert [name for name, _ in model.named_parameters()] == ["0.weight", "0.bias", "1.1.weight", "1.1.bias"]
