@@ -55,7 +55,7 @@ class Generator:
 
 
 class CupyGenerator(Generator):
-    """Draws made directly on the GPU (no host round trip), seeded like the host stream."""
+    """Draws made directly on the GPU (no host round trip); same seed, but not the host's stream."""
 
     def __init__(self, cupy: Any, seed: int | None = None):
         self._cp = cupy
@@ -150,6 +150,11 @@ def use_backend(name: str) -> Backend:
     backend = get_backend(name)
     _default_name = backend.name
     return backend
+
+
+def registered_backends() -> list[Backend]:
+    """Every backend known so far (numpy, and those loaded or registered since)."""
+    return list(_backends.values())
 
 
 def backend_of(array: Any) -> Backend:

@@ -44,7 +44,7 @@ def save(path: str | Path, **objects: Any) -> None:
                 arrays.update({f"{name}/{i}/{k}": backend.to_numpy(v) for k, v in entries.items() if k != "step"})
         else:
             meta["metadata"][name] = obj
-    for b in backend._backends.values():
+    for b in backend.registered_backends():
         try:
             meta["rng"][b.name] = b.rng.get_state()
         except NotImplementedError:
@@ -106,9 +106,9 @@ def load(path: str | Path, **objects: Any) -> dict[str, Any]:
         plans.append((obj, state))
     for obj, state in plans:
         obj.load_state_dict(state)
-    for name, state in meta["rng"].items():
-        if name in backend._backends:
-            backend._backends[name].rng.set_state(state)
+    for b in backend.registered_backends():
+        if b.name in meta["rng"]:
+            b.rng.set_state(meta["rng"][b.name])
     return meta["metadata"]
 
 
