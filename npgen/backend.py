@@ -157,6 +157,11 @@ def registered_backends() -> list[Backend]:
     return list(_backends.values())
 
 
+def is_array(x: Any) -> bool:
+    """Whether ``x`` is an array of a known backend (numpy scalars count, lists do not)."""
+    return isinstance(x, np.generic) or any(isinstance(x, kind) for kind in _by_type)
+
+
 def backend_of(array: Any) -> Backend:
     """The backend an array lives on; a TypeError for anything that is no array."""
     backend = _by_type.get(type(array))

@@ -190,11 +190,7 @@ def tensor(data: Any, requires_grad: bool = False, dtype: Any = None, device: st
     """A new leaf tensor from a list, number or array (Python floats become float32, as in PyTorch)."""
     if isinstance(data, Tensor):
         data = data.data
-    try:
-        host_or_device = backend.backend_of(data)
-    except TypeError:
-        host_or_device = None
-    if host_or_device is None:  # a list or a number: build it on the host first
+    if not backend.is_array(data):  # a list or a number: build it on the host first
         data = np.asarray(data)
         if dtype is None and data.dtype == np.float64:
             dtype = np.float32

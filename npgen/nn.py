@@ -180,9 +180,7 @@ def _converted(array: Any, like: Any) -> Any:
     """A copy of ``array`` (a Tensor, an array of any backend, or a list) with the device and dtype of ``like``."""
     if isinstance(array, Tensor):
         array = array.data
-    try:
-        backend.backend_of(array)
-    except TypeError:
+    if not backend.is_array(array):
         array = np.asarray(array)
     moved = backend.move(array, backend.backend_of(like).name)
     return moved.astype(like.dtype, copy=moved is array)
