@@ -93,6 +93,27 @@ def overhead_rows(name: str, repeats: int) -> list[str]:
     return rows
 
 
+# The forward matrix products (rows, inner, columns) of one training step of each model.
+FORWARD_MATMULS = {
+    "VAE (batch 128)": [(128, 784, 500), (128, 500, 20), (128, 500, 20), (128, 20, 500), (128, 500, 784)],
+    "GAN (batch 64)": [(64, 100, 128), (64, 128, 256), (64, 256, 512), (64, 512, 1024), (64, 1024, 784)]
+    + [(64, 784, 512), (64, 512, 256), (64, 256, 1)] * 3,  # D sees real, fake (D step) and fake (G step)
+    "flow (batch 128)": [(128, 784, 1024), (128, 1024, 1024), (128, 1024, 1568)] * 8,
+}
+
+
+def blas_floor_seconds(name: str, shapes: list[tuple[int, int, int]], repeats: int) -> float:
+    """3 × the forward matmul time of one step (forward, and two products in backward) at measured GEMM rates."""
+    b = backend.get_backend(name)
+    rng = np.random.default_rng(0)
+    total = 0.0
+    for m, k, n in set(shapes):
+        x = b.from_host(rng.standard_normal((m, k), np.float32))
+        w = b.from_host(rng.standard_normal((k, n), np.float32))
+        total += shapes.count((m, k, n)) * 3 * median_seconds(lambda x=x, w=w: x @ w, b.xp, repeats)
+    return total
+
+
 def model_step_rows(name: str, repeats: int) -> list[str]:
     """Seconds per training step of each model at its reference size, and the epoch it implies."""
     npgen.use_backend(name)
@@ -132,7 +153,14 @@ def model_step_rows(name: str, repeats: int) -> list[str]:
         ("flow (batch 128)", flow_step, 50_000 // 128 + 1),
     ):
         seconds = median_seconds(step, backend.get_backend(name).xp, repeats)
-        rows.append(f"| {name} | {label} | {seconds * 1e3:.1f} | {seconds * steps_per_epoch:.1f} |")
+        floor = blas_floor_seconds(name, FORWARD_MATMULS[label], repeats)
+        cells = [
+            f"{seconds * 1e3:.1f}",
+            f"{seconds * steps_per_epoch:.1f}",
+            f"{floor * 1e3:.1f}",
+            f"{seconds / floor:.2f}",
+        ]
+        rows.append(f"| {name} | {label} | " + " | ".join(cells) + " |")
     return rows
 
 
@@ -177,7 +205,8 @@ def main() -> None:
         + "\n".join(sum((gemm_rows(n, repeats) for n in names), [])),
         "| backend | op | µs per forward + backward |\n| --- | --- | --- |\n"
         + "\n".join(sum((overhead_rows(n, repeats) for n in names), [])),
-        "| backend | model | ms per training step | s per epoch (implied) |\n| --- | --- | --- | --- |\n"
+        "| backend | model | ms per training step | s per epoch (implied) | BLAS floor, ms per step | ratio |\n"
+        "| --- | --- | --- | --- | --- | --- |\n"
         + "\n".join(sum((model_step_rows(n, max(3, repeats // 2)) for n in names), [])),
     ]
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
