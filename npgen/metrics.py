@@ -86,7 +86,10 @@ def load_classifier(progress: bool = True) -> Sequential:
     model = train_classifier(**CLASSIFIER, progress=progress)
     generator.set_state(state)
     test_images, test_labels = load_mnist("test")
-    checkpoint.save(path, classifier=model, test_accuracy=accuracy(model, test_images, test_labels))
+    test_accuracy = accuracy(model, test_images, test_labels)
+    checkpoint.save(path, classifier=model, test_accuracy=test_accuracy)
+    if progress:
+        print(f"evaluation classifier: test accuracy {test_accuracy:.4f}, cached at {path}", flush=True)
     return model
 
 
