@@ -1,4 +1,4 @@
-"""Optimizers: SGD (with momentum) and Adam, updating parameters in place as PyTorch does."""
+"""Optimizers: SGD (with momentum) and Adam, updating parameters in place as PyTorch does; gradient clipping."""
 
 from __future__ import annotations
 
@@ -159,6 +159,21 @@ def _adam_update(
     xp.divide(m, tmp, out=tmp)
     tmp *= -step_size
     p += tmp
+
+
+def clip_grad_norm(params: Iterable[Tensor], max_norm: float) -> float:
+    """Scale all gradients by one factor so their global L2 norm is at most ``max_norm``; return the norm before.
+
+    ‖g‖ = √(Σ_p Σ_i g_pi²). One rare batch with a huge gradient would otherwise fill Adam's moment
+    estimates and push every parameter a full step along that batch's direction at once.
+    """
+    grads = [p.grad for p in params if p.grad is not None]
+    # vdot of the flattened gradient with itself: a BLAS dot, no squared temporary of the gradient's size
+    norm = math.sqrt(sum(float(backend.get_array_module(g).vdot(g.ravel(), g.ravel())) for g in grads))
+    if norm > max_norm:
+        for g in grads:
+            g *= max_norm / norm
+    return norm
 
 
 _scratch_buffers: dict[tuple, Any] = {}

@@ -118,3 +118,21 @@ def test_load_state_dict_rejects_a_shape_mismatch():
 def test_an_empty_parameter_list_is_refused():
     with pytest.raises(ValueError, match="empty parameter list"):
         optim.Adam([])
+
+
+def test_clip_grad_norm_scales_every_gradient_to_the_global_norm(device):
+    model = npgen.nn.Linear(3, 2)
+    model(npgen.randn(4, 3)).sum().backward()
+    grads = [npgen.backend.to_numpy(p.grad).astype(np.float64) for p in model.parameters()]
+    norm = np.sqrt(sum((g**2).sum() for g in grads))
+    returned = optim.clip_grad_norm(model.parameters(), max_norm=norm / 4)
+    assert returned == pytest.approx(norm, rel=1e-5)
+    for p, g in zip(model.parameters(), grads):
+        assert np.allclose(npgen.backend.to_numpy(p.grad), g / 4, rtol=1e-5)
+
+
+def test_clip_grad_norm_leaves_small_gradients_and_missing_ones_alone():
+    p, q = _param([3.0, 4.0]), _param([1.0])
+    p.grad = np.array([0.3, 0.4])
+    assert optim.clip_grad_norm([p, q], max_norm=1.0) == pytest.approx(0.5)
+    assert np.array_equal(p.grad, [0.3, 0.4]) and q.grad is None
