@@ -14,7 +14,9 @@ import argparse
 import datetime
 import os
 import platform
+import resource
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -24,8 +26,9 @@ import numpy as np
 
 import npgen
 from npgen import F, backend
-from npgen.models import VAE, Discriminator, Flow, Generator
-from npgen.models.gan import train_step
+
+import npgen_models  # a sibling file: benchmarks/ is on the path when this script runs
+from breakdown import step_breakdown
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
@@ -93,15 +96,6 @@ def overhead_rows(name: str, repeats: int) -> list[str]:
     return rows
 
 
-# The forward matrix products (rows, inner, columns) of one training step of each model.
-FORWARD_MATMULS = {
-    "VAE (batch 128)": [(128, 784, 500), (128, 500, 20), (128, 500, 20), (128, 20, 500), (128, 500, 784)],
-    "GAN (batch 64)": [(64, 100, 128), (64, 128, 256), (64, 256, 512), (64, 512, 1024), (64, 1024, 784)]
-    + [(64, 784, 512), (64, 512, 256), (64, 256, 1)] * 3,  # D sees real, fake (D step) and fake (G step)
-    "flow (batch 128)": [(128, 784, 1024), (128, 1024, 1024), (128, 1024, 1568)] * 8,
-}
-
-
 def blas_floor_seconds(name: str, shapes: list[tuple[int, int, int]], repeats: int) -> float:
     """3 × the forward matmul time of one step (forward, and two products in backward) at measured GEMM rates."""
     b = backend.get_backend(name)
@@ -114,58 +108,102 @@ def blas_floor_seconds(name: str, shapes: list[tuple[int, int, int]], repeats: i
     return total
 
 
-def model_step_rows(name: str, repeats: int) -> list[str]:
-    """Seconds per training step of each model at its reference size, and the epoch it implies."""
+def model_rows(name: str, repeats: int) -> list[str]:
+    """Per model: ms per training step, the epoch it implies, its BLAS floor and the ratio to it."""
     npgen.use_backend(name)
     npgen.manual_seed(0)
-    rng = np.random.default_rng(0)
-    on_device = backend.get_backend(name).from_host
     rows = []
-
-    vae = VAE()
-    vae_opt = npgen.optim.Adam(vae.parameters())
-    vae_x = npgen.Tensor(on_device((rng.uniform(size=(128, 784)) < 0.3).astype(np.float32)))
-
-    def vae_step() -> None:
-        loss = vae.loss(vae_x)
-        vae_opt.zero_grad()
-        loss.backward()
-        vae_opt.step()
-
-    generator, discriminator = Generator(), Discriminator()
-    opt_g = npgen.optim.Adam(generator.parameters(), 2e-4, (0.5, 0.999))
-    opt_d = npgen.optim.Adam(discriminator.parameters(), 2e-4, (0.5, 0.999))
-    gan_x = npgen.Tensor(on_device(rng.uniform(-1, 1, (64, 784)).astype(np.float32)))
-
-    flow = Flow()
-    flow_opt = npgen.optim.Adam(flow.parameters())
-    flow_x = on_device(rng.integers(0, 256, (128, 784)).astype(np.uint8))
-
-    def flow_step() -> None:
-        loss = flow.bpd(flow_x).mean()
-        flow_opt.zero_grad()
-        loss.backward()
-        flow_opt.step()
-
-    for label, step, steps_per_epoch in (
-        ("VAE (batch 128)", vae_step, 50_000 // 128 + 1),
-        ("GAN (batch 64)", lambda: train_step(generator, discriminator, opt_g, opt_d, gan_x), 60_000 // 64),
-        ("flow (batch 128)", flow_step, 50_000 // 128 + 1),
-    ):
-        seconds = median_seconds(step, backend.get_backend(name).xp, repeats)
-        floor = blas_floor_seconds(name, FORWARD_MATMULS[label], repeats)
-        cells = [
-            f"{seconds * 1e3:.1f}",
-            f"{seconds * steps_per_epoch:.1f}",
-            f"{floor * 1e3:.1f}",
-            f"{seconds / floor:.2f}",
-        ]
+    for label, make_step in npgen_models.STEPS.items():
+        seconds = median_seconds(make_step(np.random.default_rng(0)), backend.get_backend(name).xp, repeats)
+        floor = blas_floor_seconds(name, npgen_models.FORWARD_MATMULS[label], repeats)
+        epoch = seconds * npgen_models.STEPS_PER_EPOCH[label]
+        cells = [f"{seconds * 1e3:.1f}", f"{epoch:.1f}", f"{floor * 1e3:.1f}", f"{seconds / floor:.2f}"]
         rows.append(f"| {name} | {label} | " + " | ".join(cells) + " |")
     return rows
 
 
+def breakdown_rows(repeats: int) -> list[str]:
+    """Per model (numpy): ms per step in matrix products, elementwise ops, the optimizer and the engine."""
+    npgen.use_backend("numpy")
+    npgen.manual_seed(0)
+    rows = []
+    for label, make_step in npgen_models.STEPS.items():
+        parts = step_breakdown(make_step(np.random.default_rng(0)), repeats)
+        cells = [f"{parts[p] * 1e3:.1f}" for p in ("matmul", "elementwise", "optimizer", "engine", "total")]
+        rows.append(f"| numpy | {label} | " + " | ".join(cells) + " |")
+    return rows
+
+
+def peak_memory_mib(framework: str, label: str) -> float:
+    """Peak resident memory of a fresh process that builds one model and trains it for a few steps."""
+    command = [sys.executable, __file__, "--peak-memory", framework, label]
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    return float(done.stdout.split()[-1])
+
+
+def torch_rows(repeats: int) -> list[str]:
+    """npgen and PyTorch in one process, alternating runs of each model's step; time and memory ratios."""
+    import torch
+
+    import torch_models
+
+    torch.set_num_threads(blas_threads())
+    npgen.use_backend("numpy")
+    npgen.manual_seed(0)
+    rows = []
+    for label in npgen_models.STEPS:
+        steps = {
+            "npgen": npgen_models.STEPS[label](np.random.default_rng(0)),
+            "torch": torch_models.STEPS[label](np.random.default_rng(0)),
+        }
+        times: dict[str, list[float]] = {"npgen": [], "torch": []}
+        for _ in range(repeats):  # alternate, so that both see the same machine state
+            for framework, step in steps.items():
+                times[framework].append(median_seconds(step, np, 3))
+        ms = {f: statistics.median(t) * 1e3 for f, t in times.items()}
+        memory = {f: peak_memory_mib(f, label) for f in steps}
+        cells = [f"{ms['npgen']:.1f}", f"{ms['torch']:.1f}", f"{ms['npgen'] / ms['torch']:.2f}"]
+        cells += [f"{memory['npgen']:.0f}", f"{memory['torch']:.0f}", f"{memory['npgen'] / memory['torch']:.2f}"]
+        rows.append(f"| {label} | " + " | ".join(cells) + " |")
+    return rows
+
+
+def measure_peak_memory(framework: str, label: str) -> None:
+    """Child process of ``peak_memory_mib``: build, train a few steps, print the peak resident MiB."""
+    if framework == "torch":  # imported only here, so that the npgen process never loads PyTorch
+        import torch
+
+        import torch_models
+
+        torch.set_num_threads(blas_threads())
+    module = npgen_models if framework == "npgen" else torch_models
+    step = module.STEPS[label](np.random.default_rng(0))
+    for _ in range(3):
+        step()
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+def blas_threads() -> int:
+    """Threads of numpy's BLAS (PyTorch is given the same number)."""
+    try:
+        from threadpoolctl import threadpool_info
+
+        return max(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
+    except (ImportError, ValueError):
+        return os.cpu_count() or 1
+
+
+def torch_note() -> str:
+    """Empty if PyTorch can be imported, else why its rows are missing."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return "PyTorch rows missing: PyTorch is not installed (it is optional: pip install torch)"
+    return ""
+
+
 def machine() -> str:
-    """One line on the machine, the libraries and the BLAS behind numpy."""
+    """One line on the machine, the libraries, numpy's BLAS and the OPENBLAS_* settings in force."""
     parts = [
         platform.processor() or platform.machine(),
         f"{os.cpu_count()} cores",
@@ -178,9 +216,19 @@ def machine() -> str:
         parts += [f"{i['internal_api']} {i['version']} ({i['num_threads']} threads)" for i in threadpool_info()]
     except ImportError:
         parts.append("BLAS: install threadpoolctl to report it")
-    for variable in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS"):
-        if variable in os.environ:
-            parts.append(f"{variable}={os.environ[variable]}")
+    if not torch_note():
+        import torch
+
+        parts.append(f"torch {torch.__version__} ({blas_threads()} threads)")
+    if "cupy" in available_backends()[0]:
+        import cupy
+
+        parts.append(f"cupy {cupy.__version__} on {cupy.cuda.runtime.getDeviceProperties(0)['name'].decode()}")
+    parts += [
+        f"{v}={os.environ[v]}"
+        for v in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS")
+        if v in os.environ
+    ]
     return ", ".join(parts)
 
 
@@ -193,25 +241,40 @@ def available_backends() -> tuple[list[str], str]:
         return ["numpy"], f"cupy rows missing: {error}"
 
 
+def table(header: list[str], rows: list[str]) -> str:
+    """A markdown table."""
+    return "\n".join(["| " + " | ".join(header) + " |", "|" + " --- |" * len(header), *rows])
+
+
 def main() -> None:
     """Run every table, print it, and append it to RESULTS.md."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
+    parser.add_argument("--peak-memory", nargs=2, metavar=("FRAMEWORK", "MODEL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.peak_memory:
+        return measure_peak_memory(*args.peak_memory)
     repeats = 3 if args.quick else 10
     names, note = available_backends()
+    notes = [n for n in (note, torch_note()) if n]
     tables = [
-        "| backend | product | shape | GFLOP/s |\n| --- | --- | --- | --- |\n"
-        + "\n".join(sum((gemm_rows(n, repeats) for n in names), [])),
-        "| backend | op | µs per forward + backward |\n| --- | --- | --- |\n"
-        + "\n".join(sum((overhead_rows(n, repeats) for n in names), [])),
-        "| backend | model | ms per training step | s per epoch (implied) | BLAS floor, ms per step | ratio |\n"
-        "| --- | --- | --- | --- | --- | --- |\n"
-        + "\n".join(sum((model_step_rows(n, max(3, repeats // 2)) for n in names), [])),
+        table(["backend", "product", "shape", "GFLOP/s"], sum((gemm_rows(n, repeats) for n in names), [])),
+        table(["backend", "op", "µs per forward + backward"], sum((overhead_rows(n, repeats) for n in names), [])),
+        table(
+            ["backend", "model", "ms per training step", "s per epoch (implied)", "BLAS floor, ms per step", "ratio"],
+            sum((model_rows(n, max(3, repeats // 2)) for n in names), []),
+        ),
+        table(
+            ["backend", "model", "matmul ms", "elementwise ms", "optimizer ms", "engine ms", "total ms"],
+            breakdown_rows(max(3, repeats // 2)),
+        ),
     ]
+    if not torch_note():
+        header = ["model", "npgen ms", "PyTorch ms", "npgen/PyTorch", "npgen MiB", "PyTorch MiB", "memory ratio"]
+        tables.append(table(header, torch_rows(max(3, repeats // 2))))
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     report = [f"## {stamp}", "", f"`{' '.join(['python'] + sys.argv)}` — float32, seed 0", "", machine(), ""]
-    report += ([note, ""] if note else []) + [t + "\n" for t in tables]
+    report += [line for n in notes for line in (n, "")] + [t + "\n" for t in tables]
     text = "\n".join(report)
     print(text)
     with RESULTS.open("a", encoding="utf-8") as f:

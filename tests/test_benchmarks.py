@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import sys
 from pathlib import Path
 
-spec = importlib.util.spec_from_file_location("bench", Path(__file__).parents[1] / "benchmarks" / "run.py")
+import numpy as np
+import pytest
+
+import npgen
+from npgen.core import Function
+
+BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))  # as when the script runs: its sibling files import directly
+spec = importlib.util.spec_from_file_location("bench", BENCHMARKS / "run.py")
 bench = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(bench)
+import breakdown  # noqa: E402
+import npgen_models  # noqa: E402
 
 
 def test_overhead_rows_name_the_backend_op_and_a_positive_time():
@@ -28,4 +39,49 @@ def test_the_machine_line_names_numpy_and_the_backends_say_why_cupy_is_missing()
 def test_the_blas_floor_is_positive_and_the_flow_lists_eight_hidden_products():
     one = bench.blas_floor_seconds("numpy", [(8, 8, 8)], repeats=3)
     assert one > 0
-    assert bench.FORWARD_MATMULS["flow (batch 128)"].count((128, 1024, 1024)) == 8
+    assert npgen_models.FORWARD_MATMULS["flow (batch 128)"].count((128, 1024, 1024)) == 8
+
+
+def test_a_table_has_a_header_a_rule_and_one_line_per_row():
+    text = bench.table(["a", "b"], ["| 1 | 2 |"])
+    assert text.splitlines() == ["| a | b |", "| --- | --- |", "| 1 | 2 |"]
+
+
+def test_the_step_breakdown_splits_the_whole_step_and_restores_the_ops():
+    npgen.use_backend("numpy")
+    model = npgen.nn.Sequential(npgen.nn.Linear(64, 256), npgen.nn.ReLU(), npgen.nn.Linear(256, 8))
+    opt = npgen.optim.Adam(model.parameters())
+    x = npgen.Tensor(np.random.default_rng(0).standard_normal((32, 64), np.float32))
+    before = {cls: vars(cls).get("forward") for cls in breakdown._subclasses(Function)}
+
+    def step() -> None:
+        loss = (model(x) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    parts = breakdown.step_breakdown(step, repeats=3)
+    assert all(parts[p] > 0 for p in ("matmul", "elementwise", "optimizer", "total"))
+    assert parts["engine"] > 0  # building the graph and routing gradients is never free
+    assert {cls: vars(cls).get("forward") for cls in breakdown._subclasses(Function)} == before
+
+
+def test_peak_memory_runs_the_model_in_a_fresh_process():
+    mib = bench.peak_memory_mib("npgen", "VAE (batch 128)")
+    assert 20 < mib < 2048
+
+
+def test_the_pytorch_models_have_exactly_npgen_parameter_shapes():
+    pytest.importorskip("torch")
+    from npgen.models import VAE, Discriminator, Flow, Generator
+
+    import torch_models
+
+    pairs = [
+        (VAE(), torch_models.VAE()),
+        (Generator(), torch_models.generator()),
+        (Discriminator(), torch_models.discriminator()),
+        (Flow(n_hidden=32), torch_models.Flow(n_hidden=32)),
+    ]
+    for ours, theirs in pairs:  # both store a Linear weight as (out, in), in the order the layers run
+        assert [tuple(p.shape) for p in ours.parameters()] == [tuple(p.shape) for p in theirs.parameters()]

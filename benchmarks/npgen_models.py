@@ -1,0 +1,65 @@
+"""One training step of each npgen model at its reference size, and the matrix products it runs."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+import npgen
+from npgen import backend
+from npgen.models import VAE, Discriminator, Flow, Generator
+from npgen.models.gan import train_step
+
+
+def vae_step(rng: np.random.Generator) -> Callable[[], None]:
+    """One VAE training step (Adam lr 1e-3) on a fixed random binary batch of 128."""
+    vae = VAE()
+    opt = npgen.optim.Adam(vae.parameters(), lr=1e-3)
+    x = npgen.Tensor(backend.get_backend().from_host((rng.uniform(size=(128, 784)) < 0.3).astype(np.float32)))
+
+    def step() -> None:
+        loss = vae.loss(x)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def gan_step(rng: np.random.Generator) -> Callable[[], None]:
+    """One discriminator then one generator update (Adam 2e-4, β₁ 0.5) on a fixed batch of 64 in [−1, 1]."""
+    generator, discriminator = Generator(), Discriminator()
+    opt_g = npgen.optim.Adam(generator.parameters(), 2e-4, (0.5, 0.999))
+    opt_d = npgen.optim.Adam(discriminator.parameters(), 2e-4, (0.5, 0.999))
+    real = npgen.Tensor(backend.get_backend().from_host(rng.uniform(-1, 1, (64, 784)).astype(np.float32)))
+    return lambda: train_step(generator, discriminator, opt_g, opt_d, real)
+
+
+def flow_step(rng: np.random.Generator) -> Callable[[], None]:
+    """One Real NVP training step (Adam lr 1e-3) on a fixed batch of 128 random integer images."""
+    flow = Flow()
+    opt = npgen.optim.Adam(flow.parameters(), lr=1e-3)
+    x = backend.get_backend().from_host(rng.integers(0, 256, (128, 784)).astype(np.uint8))
+
+    def step() -> None:
+        loss = flow.bpd(x).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+STEPS = {"VAE (batch 128)": vae_step, "GAN (batch 64)": gan_step, "flow (batch 128)": flow_step}
+
+# Training steps per epoch: the VAE and flow train on 50,000 images, the GAN on all 60,000.
+STEPS_PER_EPOCH = {"VAE (batch 128)": 50_000 // 128 + 1, "GAN (batch 64)": 60_000 // 64, "flow (batch 128)": 391}
+
+# The forward matrix products (rows, inner, columns) of one training step of each model.
+FORWARD_MATMULS = {
+    "VAE (batch 128)": [(128, 784, 500), (128, 500, 20), (128, 500, 20), (128, 20, 500), (128, 500, 784)],
+    "GAN (batch 64)": [(64, 100, 128), (64, 128, 256), (64, 256, 512), (64, 512, 1024), (64, 1024, 784)]
+    + [(64, 784, 512), (64, 512, 256), (64, 256, 1)] * 3,  # D sees real, fake (D step) and fake (G step)
+    "flow (batch 128)": [(128, 784, 1024), (128, 1024, 1024), (128, 1024, 1568)] * 8,
+}
