@@ -136,3 +136,23 @@ def test_clip_grad_norm_leaves_small_gradients_and_missing_ones_alone():
     p.grad = np.array([0.3, 0.4])
     assert optim.clip_grad_norm([p, q], max_norm=1.0) == pytest.approx(0.5)
     assert np.array_equal(p.grad, [0.3, 0.4]) and q.grad is None
+
+
+@pytest.mark.parametrize("layout", ["several cache chunks", "strided (not contiguous)"])
+def test_adam_updates_every_element_of_large_and_strided_parameters(layout):
+    rng = np.random.default_rng(1)
+    if layout == "several cache chunks":
+        data = rng.normal(size=2 * optim.CHUNK + 7)
+    else:
+        data = np.asfortranarray(rng.normal(size=(300, 200)))
+    p = npgen.Tensor(data, requires_grad=True)
+    opt = optim.Adam([p], lr=0.01)
+    x, m, v = data.copy(), np.zeros(data.shape), np.zeros(data.shape)
+    for t in range(1, 4):
+        g = rng.normal(size=data.shape)
+        p.grad = g.copy()
+        opt.step()
+        m, v = 0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g * g
+        x = x - 0.01 * (m / (1 - 0.9**t)) / (np.sqrt(v / (1 - 0.999**t)) + 1e-8)
+    assert p.data is data
+    assert np.allclose(p.data, x, rtol=1e-10, atol=1e-12)
