@@ -134,11 +134,12 @@ def breakdown_rows(repeats: int) -> list[str]:
     return rows
 
 
-def peak_memory_mib(framework: str, label: str) -> float:
-    """Peak resident memory of a fresh process that builds one model and trains it for a few steps."""
+def peak_memory_mib(framework: str, label: str) -> tuple[float, float]:
+    """(peak, after imports) resident memory of a fresh process that builds one model and trains a few steps."""
     command = [sys.executable, __file__, "--peak-memory", framework, label]
     done = subprocess.run(command, capture_output=True, text=True, check=True)
-    return float(done.stdout.split()[-1])
+    peak, after_import = done.stdout.split()[-2:]
+    return float(peak), float(after_import)
 
 
 def torch_rows(repeats: int) -> list[str]:
@@ -163,13 +164,14 @@ def torch_rows(repeats: int) -> list[str]:
         ms = {f: statistics.median(t) * 1e3 for f, t in times.items()}
         memory = {f: peak_memory_mib(f, label) for f in steps}
         cells = [f"{ms['npgen']:.1f}", f"{ms['torch']:.1f}", f"{ms['npgen'] / ms['torch']:.2f}"]
-        cells += [f"{memory['npgen']:.0f}", f"{memory['torch']:.0f}", f"{memory['npgen'] / memory['torch']:.2f}"]
+        cells += [f"{memory[f][0]:.0f} ({memory[f][1]:.0f})" for f in steps]
+        cells.append(f"{memory['npgen'][0] / memory['torch'][0]:.2f}")
         rows.append(f"| {label} | " + " | ".join(cells) + " |")
     return rows
 
 
 def measure_peak_memory(framework: str, label: str) -> None:
-    """Child process of ``peak_memory_mib``: build, train a few steps, print the peak resident MiB."""
+    """Child process of ``peak_memory_mib``: build, train a few steps, print the peak and after-import MiB."""
     if framework == "torch":  # imported only here, so that the npgen process never loads PyTorch
         import torch
 
@@ -177,10 +179,25 @@ def measure_peak_memory(framework: str, label: str) -> None:
 
         torch.set_num_threads(blas_threads())
     module = npgen_models if framework == "npgen" else torch_models
+    after_import = own_rss_mib("VmRSS")
     step = module.STEPS[label](np.random.default_rng(0))
     for _ in range(3):
         step()
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    print(own_rss_mib("VmHWM"), after_import)
+
+
+def own_rss_mib(field: str) -> float:
+    """This process's resident memory in MiB: "VmRSS" now, "VmHWM" at its peak.
+
+    Linux's VmHWM starts afresh at exec; getrusage's ru_maxrss (the fallback elsewhere) may carry
+    the parent's peak over a fork, which would give every child the benchmark process's own peak.
+    """
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def blas_threads() -> int:
@@ -270,7 +287,8 @@ def main() -> None:
         ),
     ]
     if not torch_note():
-        header = ["model", "npgen ms", "PyTorch ms", "npgen/PyTorch", "npgen MiB", "PyTorch MiB", "memory ratio"]
+        header = ["model", "npgen ms", "PyTorch ms", "npgen/PyTorch", "npgen peak MiB (after imports)"]
+        header += ["PyTorch peak MiB (after imports)", "memory ratio"]
         tables.append(table(header, torch_rows(max(3, repeats // 2))))
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     report = [f"## {stamp}", "", f"`{' '.join(['python'] + sys.argv)}` — float32, seed 0", "", machine(), ""]

@@ -75,6 +75,18 @@ def test_the_discriminator_step_does_not_backpropagate_into_the_generator(real_b
     assert not all(np.array_equal(a, p.data) for a, p in zip(before_d, discriminator.parameters()))
 
 
+def test_the_discriminator_step_on_the_stacked_batch_gives_the_two_pass_gradients(real_batch):
+    _, discriminator, _, opt_d = _pair()
+    fake = npgen.tensor(np.random.default_rng(0).uniform(-1, 1, (64, 784)).astype(np.float32))
+    real = npgen.tensor(real_batch)
+    discriminator_loss(discriminator(real), discriminator(fake)).backward()
+    two_pass = [p.grad.copy() for p in discriminator.parameters()]
+    stats = discriminator_step(discriminator, opt_d, real, fake)  # zero_grad, then one stacked pass
+    for p, expected in zip(discriminator.parameters(), two_pass):
+        assert np.allclose(p.grad, expected, rtol=1e-4, atol=1e-6)
+    assert stats["d_real"] > 0 and stats["d_fake"] > 0
+
+
 def test_the_generator_step_leaves_the_discriminator_untouched():
     generator, discriminator, opt_g, _ = _pair()
     before_g, before_d = _snapshot(generator), _snapshot(discriminator)

@@ -72,8 +72,13 @@ def generator_loss(fake_logits: Tensor, saturating: bool = False) -> Tensor:
 
 
 def discriminator_step(discriminator: Discriminator, opt_d: Optimizer, real: Tensor, fake: Tensor) -> dict[str, float]:
-    """Update D on real images and a fake batch; the fake batch is detached, so no gradient reaches G."""
-    real_logits, fake_logits = discriminator(real), discriminator(fake.detach())
+    """Update D on real images and a fake batch; the fake batch is detached, so no gradient reaches G.
+
+    D has no batch statistics, so one pass over the stacked batch [real; fake] gives the same
+    logits as two passes, with matrix products twice as tall, which BLAS runs faster.
+    """
+    logits = discriminator(F.concatenate([real, fake.detach()], axis=0))
+    real_logits, fake_logits = F.split(logits, [len(real)], axis=0)
     loss_d = discriminator_loss(real_logits, fake_logits)
     opt_d.zero_grad()
     loss_d.backward()
