@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+import os
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from . import backend
@@ -121,6 +124,7 @@ class Adam(Optimizer):
 
     def step(self) -> None:
         """Update every parameter that has a gradient."""
+        host_chunks = []  # (p, g, m, v, constants) pieces of the numpy updates, shared out among the cores at the end
         for i, p, group in self._params():
             state = self._state_for(i, p, ("exp_avg", "exp_avg_sq"))
             state["step"] += 1
@@ -133,8 +137,8 @@ class Adam(Optimizer):
                 fused(g, b1, b2, step_size, sqrt_bc2, group["eps"], p.data, state["exp_avg"], state["exp_avg_sq"])
                 continue
             constants = (b1, b2, step_size, sqrt_bc2, group["eps"])
-            for chunk in _chunks(p.data, g, state["exp_avg"], state["exp_avg_sq"]):
-                _adam_chunk(*chunk, constants)
+            host_chunks += [(*chunk, constants) for chunk in _chunks(p.data, g, state["exp_avg"], state["exp_avg_sq"])]
+        _on_every_core(_adam_chunk, host_chunks)
 
 
 # Elements per chunk: p, g, m, v and the scratch (5 MiB of float32) stay in cache between passes.
@@ -198,10 +202,42 @@ _scratch_buffers: dict[tuple, Any] = {}
 
 
 def _scratch(xp: Any, shape: tuple, dtype: Any) -> Any:
-    """A work array of ``shape``: a view into one flat buffer per (module, dtype), grown as needed."""
+    """A work array of ``shape``: a view into one flat buffer per (module, dtype, thread), grown as needed."""
     size = math.prod(shape)
-    key = (xp.__name__, str(dtype))
+    key = (xp.__name__, str(dtype), threading.get_ident())
     buffer = _scratch_buffers.get(key)
     if buffer is None or buffer.size < size:
         buffer = _scratch_buffers[key] = xp.empty(size, dtype)
     return buffer[:size].reshape(shape)
+
+
+_threads: list[ThreadPoolExecutor] = []
+
+
+def _on_every_core(fn: Callable[..., None], jobs: list[tuple]) -> None:
+    """fn(*job) for every job, each core's thread taking one contiguous share of about equal size.
+
+    numpy lets go of Python's global lock inside its loops, so the threads truly run at once, as
+    OpenBLAS's do for the matrix products. Shares are coarse on purpose: with many small jobs, the
+    threads would spend their time handing the lock back and forth (measured: slower than one thread).
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    total = sum(job[0].size for job in jobs)
+    if cores < 2 or total < CHUNK:
+        shares = [jobs]
+    else:
+        shares, done = [[] for _ in range(cores)], 0
+        for job in jobs:
+            shares[min(cores - 1, done * cores // total)].append(job)
+            done += job[0].size
+        if not _threads:
+            _threads.append(ThreadPoolExecutor(cores, thread_name_prefix="npgen-optim"))
+
+    def run(share: list[tuple]) -> None:
+        for job in share:
+            fn(*job)
+
+    if len(shares) == 1:
+        return run(shares[0])
+    for _ in _threads[0].map(run, shares):  # consuming the results re-raises a thread's error here
+        pass
