@@ -119,7 +119,8 @@ def gan_step(rng: np.random.Generator) -> Callable[[], None]:
 
     def step() -> None:
         fake = g(torch.randn(64, 100))
-        loss_d = F.softplus(-d(real)).mean() + F.softplus(d(fake.detach())).mean()
+        real_logits, fake_logits = d(torch.cat([real, fake.detach()])).split(64)  # one pass, as npgen's
+        loss_d = F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
         opt_d.zero_grad()
         loss_d.backward()
         opt_d.step()
