@@ -1,11 +1,19 @@
-"""npgen benchmarks: matrix products at the models' shapes, engine overhead, and model training steps.
+"""npgen benchmarks: matrix products, engine overhead, training steps against BLAS and against PyTorch.
 
-    python benchmarks/run.py                 # numpy, and cupy where a CUDA device exists
+    python benchmarks/run.py                 # numpy, cupy where a CUDA device exists, PyTorch if installed
     python benchmarks/run.py --quick         # fewer repetitions
 
-Prints markdown tables and appends them, with the machine, library versions and the
-command, to benchmarks/RESULTS.md. Each time is the median of several repetitions after a
-warm-up; GPU times synchronise the device before the clock stops.
+Tables, printed and appended (with the machine, library versions, OPENBLAS_* settings and the
+command) to benchmarks/RESULTS.md:
+1. GFLOP/s of float32 matrix products at the models' shapes and a square sweep (and, on a GPU,
+   host ↔ device copies in GB/s, apart from the products).
+2. Microseconds per op, forward + backward, on tiny arrays: the engine's Python cost.
+3. Milliseconds per training step of each model, the epoch it implies, and the ratio to the
+   model's BLAS floor: 3 × its forward matmul time at measured GEMM rates.
+4. One numpy step split into matrix products, elementwise ops, optimizer and engine (breakdown.py).
+5. npgen against the same models in PyTorch (torch_models.py), run alternately in one process
+   with numpy's BLAS thread count; peak resident memory of each in a fresh process.
+Each time is the median of several repetitions after a warm-up; GPU times synchronise first.
 """
 
 from __future__ import annotations
@@ -74,6 +82,22 @@ def gemm_rows(name: str, repeats: int) -> list[str]:
         w = b.from_host(rng.standard_normal((k, n), np.float32))
         seconds = median_seconds(lambda x=x, w=w: x @ w, b.xp, repeats if m * n * k < 1e9 else max(3, repeats // 5))
         rows.append(f"| {name} | {label} | {m}×{k}·{k}×{n} | {2 * m * k * n / seconds / 1e9:.1f} |")
+    return rows
+
+
+def transfer_rows(name: str, repeats: int) -> list[str]:
+    """GB/s of host → device and device → host copies (kept apart from the GEMM timings above)."""
+    b = backend.get_backend(name)
+    rows = []
+    for label, shape in (("one batch", (128, 784)), ("flow parameters", (27_700_000,))):
+        host = np.random.default_rng(0).standard_normal(shape, np.float32)
+        device = b.from_host(host)
+        to_device = median_seconds(lambda host=host: b.from_host(host), b.xp, repeats)
+        to_host = median_seconds(lambda device=device: backend.to_numpy(device), b.xp, repeats)
+        size = f"{host.nbytes / 2**20:.1f} MiB"
+        rows.append(
+            f"| {name} | {label} | {size} | {host.nbytes / to_device / 1e9:.2f} | {host.nbytes / to_host / 1e9:.2f} |"
+        )
     return rows
 
 
@@ -274,6 +298,7 @@ def main() -> None:
     repeats = 3 if args.quick else 10
     names, note = available_backends()
     notes = [n for n in (note, torch_note()) if n]
+    devices = [n for n in names if n != "numpy"]
     tables = [
         table(["backend", "product", "shape", "GFLOP/s"], sum((gemm_rows(n, repeats) for n in names), [])),
         table(["backend", "op", "µs per forward + backward"], sum((overhead_rows(n, repeats) for n in names), [])),
@@ -286,6 +311,9 @@ def main() -> None:
             breakdown_rows(max(3, repeats // 2)),
         ),
     ]
+    if devices:
+        header = ["backend", "copy", "size", "host → device GB/s", "device → host GB/s"]
+        tables.insert(1, table(header, sum((transfer_rows(n, repeats) for n in devices), [])))
     if not torch_note():
         header = ["model", "npgen ms", "PyTorch ms", "npgen/PyTorch", "npgen peak MiB (after imports)"]
         header += ["PyTorch peak MiB (after imports)", "memory ratio"]

@@ -87,3 +87,13 @@ def test_the_pytorch_models_have_exactly_npgen_parameter_shapes():
     ]
     for ours, theirs in pairs:  # both store a Linear weight as (out, in), in the order the layers run
         assert [tuple(p.shape) for p in ours.parameters()] == [tuple(p.shape) for p in theirs.parameters()]
+
+
+def test_transfer_rows_time_both_directions_on_a_device_backend(device):
+    if device == "numpy":
+        pytest.skip("transfers exist only between the host and a device")
+    rows = bench.transfer_rows(device, repeats=1)
+    assert len(rows) == 2
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[0] == device and float(cells[3]) > 0 and float(cells[4]) > 0
