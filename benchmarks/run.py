@@ -184,6 +184,7 @@ def torch_rows(repeats: int) -> list[str]:
         times: dict[str, list[float]] = {"npgen": [], "torch": []}
         for _ in range(repeats):  # alternate, so that both see the same machine state
             for framework, step in steps.items():
+                time.sleep(0.3)  # lets the other library's worker threads stop spin-waiting for work
                 times[framework].append(median_seconds(step, np, 3))
         ms = {f: statistics.median(t) * 1e3 for f, t in times.items()}
         memory = {f: peak_memory_mib(f, label) for f in steps}

@@ -138,11 +138,11 @@ def test_clip_grad_norm_leaves_small_gradients_and_missing_ones_alone():
     assert np.array_equal(p.grad, [0.3, 0.4]) and q.grad is None
 
 
-@pytest.mark.parametrize("layout", ["several cache chunks", "strided (not contiguous)"])
+@pytest.mark.parametrize("layout", ["chunks shared among threads", "strided (not contiguous)"])
 def test_adam_updates_every_element_of_large_and_strided_parameters(layout):
     rng = np.random.default_rng(1)
-    if layout == "several cache chunks":
-        data = rng.normal(size=2 * optim.CHUNK + 7)
+    if layout == "chunks shared among threads":
+        data = rng.normal(size=9 * optim.CHUNK + 7)  # above the size at which threads start
     else:
         data = np.asfortranarray(rng.normal(size=(300, 200)))
     p = npgen.Tensor(data, requires_grad=True)
