@@ -1,4 +1,4 @@
-"""Packaging for npgen: numpy, scipy and matplotlib at run time; pytest for the tests; cupy for a GPU."""
+"""Packaging for npgen: numpy, scipy and matplotlib at run time; extras for tests, a GPU, benchmarks."""
 
 from pathlib import Path
 
@@ -17,6 +17,8 @@ setup(
     extras_require={
         "test": ["pytest>=7", "ruff==0.17.6"],
         "gpu": ["cupy-cuda12x>=13"],
+        # the benchmark's reference rows (PyTorch versions of the models) and its BLAS report; npgen never imports them
+        "bench": ["torch>=2.0", "threadpoolctl>=3"],
     },
     license="MIT",
 )
