@@ -255,7 +255,10 @@ def machine() -> str:
     try:
         from threadpoolctl import threadpool_info
 
-        parts += [f"{i['internal_api']} {i['version']} ({i['num_threads']} threads)" for i in threadpool_info()]
+        parts += [
+            f"{i['internal_api']} {i['version']} ({i['num_threads']} threads, {i.get('architecture', '?')} kernels)"
+            for i in threadpool_info()
+        ]
     except ImportError:
         parts.append("BLAS: install threadpoolctl to report it")
     if not torch_note():
@@ -266,11 +269,8 @@ def machine() -> str:
         import cupy
 
         parts.append(f"cupy {cupy.__version__} on {cupy.cuda.runtime.getDeviceProperties(0)['name'].decode()}")
-    parts += [
-        f"{v}={os.environ[v]}"
-        for v in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS")
-        if v in os.environ
-    ]
+    settings = [f"{v}={os.environ[v]}" for v in sorted(os.environ) if v.startswith("OPENBLAS_")]
+    parts += settings or ["no OPENBLAS_* variables set"]
     return ", ".join(parts)
 
 
