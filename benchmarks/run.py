@@ -258,6 +258,7 @@ def machine() -> str:
         parts += [
             f"{i['internal_api']} {i['version']} ({i['num_threads']} threads, {i.get('architecture', '?')} kernels)"
             for i in threadpool_info()
+            if i["user_api"] == "blas"
         ]
     except ImportError:
         parts.append("BLAS: install threadpoolctl to report it")
