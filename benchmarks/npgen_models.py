@@ -54,7 +54,11 @@ def flow_step(rng: np.random.Generator) -> Callable[[], None]:
 STEPS = {"VAE (batch 128)": vae_step, "GAN (batch 64)": gan_step, "flow (batch 128)": flow_step}
 
 # Training steps per epoch: the VAE and flow train on 50,000 images, the GAN on all 60,000.
-STEPS_PER_EPOCH = {"VAE (batch 128)": 50_000 // 128 + 1, "GAN (batch 64)": 60_000 // 64, "flow (batch 128)": 391}
+STEPS_PER_EPOCH = {
+    "VAE (batch 128)": 50_000 // 128 + 1,
+    "GAN (batch 64)": 60_000 // 64,
+    "flow (batch 128)": 50_000 // 128 + 1,
+}
 
 # The forward matrix products (rows, inner, columns) of one training step of each model.
 FORWARD_MATMULS = {

@@ -43,7 +43,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--hidden", type=int, default=1024)
     parser.add_argument("--train-size", type=int, default=None, help="train on the first N images only (quick runs)")
     parser.add_argument(
-        "--clip-grad", type=float, default=10.0, help="clip the global gradient norm to this (0: off); typical: 1-2"
+        "--clip-grad",
+        type=float,
+        default=10.0,
+        help="clip the global gradient norm to this (0: off); typical norms are about 1",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--backend", default="numpy", help="numpy or cupy")
