@@ -133,15 +133,26 @@ def blas_floor_seconds(name: str, shapes: list[tuple[int, int, int]], repeats: i
 
 
 def model_rows(name: str, repeats: int) -> list[str]:
-    """Per model: ms per training step, the epoch it implies, its BLAS floor and the ratio to it."""
+    """Per model: ms per training step, the epoch it implies, its BLAS floor and the ratio to it.
+
+    Steps and floor are timed in alternation, and the ratio is the median of the ratios of each
+    round, so that the machine's slow drifts (10-30% on small virtual machines) cancel out.
+    """
     npgen.use_backend(name)
     npgen.manual_seed(0)
+    xp = backend.get_backend(name).xp
     rows = []
     for label, make_step in npgen_models.STEPS.items():
-        seconds = median_seconds(make_step(np.random.default_rng(0)), backend.get_backend(name).xp, repeats)
-        floor = blas_floor_seconds(name, npgen_models.FORWARD_MATMULS[label], repeats)
+        step = make_step(np.random.default_rng(0))
+        step()  # the first step allocates the optimizer state and warms the caches
+        steps, floors = [], []
+        for _ in range(repeats):
+            steps.append(median_seconds(step, xp, 1))
+            floors.append(blas_floor_seconds(name, npgen_models.FORWARD_MATMULS[label], 3))
+        seconds, floor = statistics.median(steps), statistics.median(floors)
+        ratio = statistics.median(s / f for s, f in zip(steps, floors))
         epoch = seconds * npgen_models.STEPS_PER_EPOCH[label]
-        cells = [f"{seconds * 1e3:.1f}", f"{epoch:.1f}", f"{floor * 1e3:.1f}", f"{seconds / floor:.2f}"]
+        cells = [f"{seconds * 1e3:.1f}", f"{epoch:.1f}", f"{floor * 1e3:.1f}", f"{ratio:.2f}"]
         rows.append(f"| {name} | {label} | " + " | ".join(cells) + " |")
     return rows
 
@@ -306,7 +317,7 @@ def main() -> None:
         table(["backend", "op", "µs per forward + backward"], sum((overhead_rows(n, repeats) for n in names), [])),
         table(
             ["backend", "model", "ms per training step", "s per epoch (implied)", "BLAS floor, ms per step", "ratio"],
-            sum((model_rows(n, max(3, repeats // 2)) for n in names), []),
+            sum((model_rows(n, repeats) for n in names), []),
         ),
         table(
             ["backend", "model", "matmul ms", "elementwise ms", "optimizer ms", "engine ms", "total ms"],

@@ -97,3 +97,16 @@ def test_transfer_rows_time_both_directions_on_a_device_backend(device):
     for row in rows:
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert cells[0] == device and float(cells[3]) > 0 and float(cells[4]) > 0
+
+
+def test_the_floor_ratio_is_the_median_of_ratios_of_alternating_rounds(monkeypatch):
+    # Rounds of (step, floor): (1, 1), (10, 2), (4, 8) → ratios 1, 5, 0.5, median 1; the ratio of
+    # the medians (4 / 2) would be 2, and a drift of the machine between the two would bias it.
+    steps, floors = iter([1.0, 10.0, 4.0]), iter([1.0, 2.0, 8.0])
+    monkeypatch.setattr(npgen_models, "STEPS", {"tiny": lambda rng: lambda: None})
+    monkeypatch.setattr(npgen_models, "STEPS_PER_EPOCH", {"tiny": 100})
+    monkeypatch.setattr(npgen_models, "FORWARD_MATMULS", {"tiny": [(2, 2, 2)]})
+    monkeypatch.setattr(bench, "median_seconds", lambda fn, xp, repeats: next(steps))
+    monkeypatch.setattr(bench, "blas_floor_seconds", lambda name, shapes, repeats: next(floors))
+    [row] = bench.model_rows("numpy", repeats=3)
+    assert row == "| numpy | tiny | 4000.0 | 400.0 | 2000.0 | 1.00 |"
