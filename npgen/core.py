@@ -224,7 +224,9 @@ class Function:
     ``forward(*arrays)`` receives raw arrays and returns an array (or a tuple of them);
     keep what backward needs with ``self.save_for_backward(...)``.
     ``backward(*grads)`` receives one upstream gradient per output and returns one
-    gradient per input (None where an input needs none), each of that input's shape.
+    gradient per input (None where an input needs none), each of that input's shape;
+    ``self.needs_input_grad`` says which inputs need one, so backward can skip the work for
+    constants (a mask, noise, a scalar factor), which is often as large as the rest.
     """
 
     inputs: tuple[Tensor, ...] = ()
@@ -338,7 +340,8 @@ class Add(Function):
 
     def backward(self, g):
         a_shape, b_shape = self.saved
-        return unbroadcast(g, a_shape), unbroadcast(g, b_shape)
+        need_a, need_b = self.needs_input_grad
+        return unbroadcast(g, a_shape) if need_a else None, unbroadcast(g, b_shape) if need_b else None
 
 
 class Sub(Function):
@@ -350,7 +353,8 @@ class Sub(Function):
 
     def backward(self, g):
         a_shape, b_shape = self.saved
-        return unbroadcast(g, a_shape), unbroadcast(-g, b_shape)
+        need_a, need_b = self.needs_input_grad
+        return unbroadcast(g, a_shape) if need_a else None, unbroadcast(-g, b_shape) if need_b else None
 
 
 class Mul(Function):
@@ -362,7 +366,8 @@ class Mul(Function):
 
     def backward(self, g):
         a, b = self.saved
-        return unbroadcast(g * b, a.shape), unbroadcast(g * a, b.shape)
+        need_a, need_b = self.needs_input_grad
+        return unbroadcast(g * b, a.shape) if need_a else None, unbroadcast(g * a, b.shape) if need_b else None
 
 
 class Div(Function):
@@ -374,8 +379,9 @@ class Div(Function):
 
     def backward(self, g):
         a, b = self.saved
+        need_a, need_b = self.needs_input_grad
         ga = g / b
-        return unbroadcast(ga, a.shape), unbroadcast(-ga * a / b, b.shape)
+        return unbroadcast(ga, a.shape) if need_a else None, unbroadcast(-ga * a / b, b.shape) if need_b else None
 
 
 class Neg(Function):
@@ -420,9 +426,10 @@ class MatMul(Function):
             g = g[..., None, :]
         if b.ndim == 1:
             g = g[..., None]
-        ga = g @ b2.swapaxes(-1, -2)
-        gb = a2.swapaxes(-1, -2) @ g
-        return unbroadcast(ga, a2.shape).reshape(a.shape), unbroadcast(gb, b2.shape).reshape(b.shape)
+        need_a, need_b = self.needs_input_grad
+        ga = unbroadcast(g @ b2.swapaxes(-1, -2), a2.shape).reshape(a.shape) if need_a else None
+        gb = unbroadcast(a2.swapaxes(-1, -2) @ g, b2.shape).reshape(b.shape) if need_b else None
+        return ga, gb
 
 
 class Sum(Function):
