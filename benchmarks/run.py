@@ -6,7 +6,8 @@
 Tables, printed and appended (with the machine, library versions, OPENBLAS_* settings and the
 command) to benchmarks/RESULTS.md:
 1. GFLOP/s of float32 matrix products at the models' shapes and a square sweep (and, on a GPU,
-   host ↔ device copies in GB/s, apart from the products).
+   host ↔ device copies in GB/s, apart from the products); with PyTorch installed, numpy's and
+   PyTorch's rates at the models' shapes, measured alternately.
 2. Microseconds per op, forward + backward, on tiny arrays: the engine's Python cost.
 3. Milliseconds per training step of each model, the epoch it implies, and the ratio to the
    model's BLAS floor: 3 × its forward matmul time at measured GEMM rates.
@@ -85,6 +86,31 @@ def gemm_rows(name: str, repeats: int) -> list[str]:
     return rows
 
 
+def torch_gemm_rows(rounds: int) -> list[str]:
+    """GFLOP/s of the models' products in numpy (npgen's) and in PyTorch, alternating, same thread count.
+
+    Where PyTorch's products are no faster than numpy's, whatever lead PyTorch keeps on a whole
+    training step comes from the rest of the step (elementwise ops, optimizer, overhead).
+    """
+    import torch
+
+    torch.set_num_threads(blas_threads())
+    rng = np.random.default_rng(0)
+    rows = []
+    for label, m, k, n in MODEL_SHAPES:
+        x, w = rng.standard_normal((m, k), np.float32), rng.standard_normal((k, n), np.float32)
+        operands = {"numpy": (x, w), "torch": (torch.from_numpy(x), torch.from_numpy(w))}
+        products = {library: lambda a=a, b=b: a @ b for library, (a, b) in operands.items()}
+        times: dict[str, list[float]] = {"numpy": [], "torch": []}
+        for _ in range(rounds):
+            for library, product in products.items():
+                time.sleep(0.3)  # lets the other library's worker threads stop spin-waiting for work
+                times[library].append(median_seconds(product, np, 20))
+        rates = [2 * m * k * n / statistics.median(times[lib]) / 1e9 for lib in products]
+        rows.append(f"| {label} | {m}×{k}·{k}×{n} | {rates[0]:.1f} | {rates[1]:.1f} |")
+    return rows
+
+
 def transfer_rows(name: str, repeats: int) -> list[str]:
     """GB/s of host → device and device → host copies (kept apart from the GEMM timings above)."""
     b = backend.get_backend(name)
@@ -136,7 +162,9 @@ def model_rows(name: str, repeats: int) -> list[str]:
     """Per model: ms per training step, the epoch it implies, its BLAS floor and the ratio to it.
 
     Steps and floor are timed in alternation, and the ratio is the median of the ratios of each
-    round, so that the machine's slow drifts (10-30% on small virtual machines) cancel out.
+    round, so that the machine's slow drifts (10-30% on small virtual machines) cancel out. Each
+    round's step time is the median of three steps run back to back after a warm-up, as in
+    training: a lone step after other work finds the parameters gone from the caches.
     """
     npgen.use_backend(name)
     npgen.manual_seed(0)
@@ -144,10 +172,9 @@ def model_rows(name: str, repeats: int) -> list[str]:
     rows = []
     for label, make_step in npgen_models.STEPS.items():
         step = make_step(np.random.default_rng(0))
-        step()  # the first step allocates the optimizer state and warms the caches
         steps, floors = [], []
         for _ in range(repeats):
-            steps.append(median_seconds(step, xp, 1))
+            steps.append(median_seconds(step, xp, 3))
             floors.append(blas_floor_seconds(name, npgen_models.FORWARD_MATMULS[label], 3))
         seconds, floor = statistics.median(steps), statistics.median(floors)
         ratio = statistics.median(s / f for s, f in zip(steps, floors))
@@ -328,6 +355,8 @@ def main() -> None:
         header = ["backend", "copy", "size", "host → device GB/s", "device → host GB/s"]
         tables.insert(1, table(header, sum((transfer_rows(n, repeats) for n in devices), [])))
     if not torch_note():
+        header = ["product", "shape", "numpy GFLOP/s", "PyTorch GFLOP/s"]
+        tables.insert(1, table(header, torch_gemm_rows(max(3, repeats // 2))))
         header = ["model", "npgen ms", "PyTorch ms", "npgen/PyTorch", "npgen peak MiB (after imports)"]
         header += ["PyTorch peak MiB (after imports)", "memory ratio"]
         tables.append(table(header, torch_rows(max(3, repeats // 2))))

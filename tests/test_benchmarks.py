@@ -110,3 +110,12 @@ def test_the_floor_ratio_is_the_median_of_ratios_of_alternating_rounds(monkeypat
     monkeypatch.setattr(bench, "blas_floor_seconds", lambda name, shapes, repeats: next(floors))
     [row] = bench.model_rows("numpy", repeats=3)
     assert row == "| numpy | tiny | 4000.0 | 400.0 | 2000.0 | 1.00 |"
+
+
+def test_the_pytorch_gemm_rows_give_both_rates_at_every_model_shape():
+    pytest.importorskip("torch")
+    rows = bench.torch_gemm_rows(rounds=1)
+    assert len(rows) == len(bench.MODEL_SHAPES)
+    for row, (label, m, k, n) in zip(rows, bench.MODEL_SHAPES):
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[:2] == [label, f"{m}×{k}·{k}×{n}"] and all(float(c) > 0 for c in cells[2:])
