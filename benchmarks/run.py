@@ -73,6 +73,20 @@ def median_seconds(fn: Callable[[], Any], xp: Any, repeats: int) -> float:
     return statistics.median(times)
 
 
+def alternating_medians(fns: dict[str, Callable[[], Any]], rounds: int, repeats: int) -> dict[str, float]:
+    """Median seconds of each host function, timed in turns so that all see the same machine state.
+
+    Each turn starts with a pause that lets the previous library's worker threads stop
+    spin-waiting for work; without it they slowed the next one down (VAE ratios swung 0.49-1.16).
+    """
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            time.sleep(0.3)
+            times[name].append(median_seconds(fn, np, repeats))
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
 def gemm_rows(name: str, repeats: int) -> list[str]:
     """GFLOP/s of float32 matrix products at the models' shapes and a square sweep."""
     b = backend.get_backend(name)
@@ -101,12 +115,8 @@ def torch_gemm_rows(rounds: int) -> list[str]:
         x, w = rng.standard_normal((m, k), np.float32), rng.standard_normal((k, n), np.float32)
         operands = {"numpy": (x, w), "torch": (torch.from_numpy(x), torch.from_numpy(w))}
         products = {library: lambda a=a, b=b: a @ b for library, (a, b) in operands.items()}
-        times: dict[str, list[float]] = {"numpy": [], "torch": []}
-        for _ in range(rounds):
-            for library, product in products.items():
-                time.sleep(0.3)  # lets the other library's worker threads stop spin-waiting for work
-                times[library].append(median_seconds(product, np, 20))
-        rates = [2 * m * k * n / statistics.median(times[lib]) / 1e9 for lib in products]
+        seconds = alternating_medians(products, rounds, repeats=20)
+        rates = [2 * m * k * n / seconds[library] / 1e9 for library in products]
         rows.append(f"| {label} | {m}×{k}·{k}×{n} | {rates[0]:.1f} | {rates[1]:.1f} |")
     return rows
 
@@ -219,12 +229,7 @@ def torch_rows(repeats: int) -> list[str]:
             "npgen": npgen_models.STEPS[label](np.random.default_rng(0)),
             "torch": torch_models.STEPS[label](np.random.default_rng(0)),
         }
-        times: dict[str, list[float]] = {"npgen": [], "torch": []}
-        for _ in range(repeats):  # alternate, so that both see the same machine state
-            for framework, step in steps.items():
-                time.sleep(0.3)  # lets the other library's worker threads stop spin-waiting for work
-                times[framework].append(median_seconds(step, np, 3))
-        ms = {f: statistics.median(t) * 1e3 for f, t in times.items()}
+        ms = {f: seconds * 1e3 for f, seconds in alternating_medians(steps, rounds=repeats, repeats=3).items()}
         memory = {f: peak_memory_mib(f, label) for f in steps}
         cells = [f"{ms['npgen']:.1f}", f"{ms['torch']:.1f}", f"{ms['npgen'] / ms['torch']:.2f}"]
         cells += [f"{memory[f][0]:.0f} ({memory[f][1]:.0f})" for f in steps]

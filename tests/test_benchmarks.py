@@ -119,3 +119,12 @@ def test_the_pytorch_gemm_rows_give_both_rates_at_every_model_shape():
     for row, (label, m, k, n) in zip(rows, bench.MODEL_SHAPES):
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert cells[:2] == [label, f"{m}×{k}·{k}×{n}"] and all(float(c) > 0 for c in cells[2:])
+
+
+def test_alternating_medians_take_turns_and_give_one_median_per_function(monkeypatch):
+    calls = []
+    monkeypatch.setattr(bench.time, "sleep", lambda seconds: calls.append("pause"))
+    fns = {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}
+    medians = bench.alternating_medians(fns, rounds=2, repeats=1)
+    assert calls == ["pause", "a", "a", "pause", "b", "b"] * 2  # each turn: a pause, a warm-up, one timed run
+    assert set(medians) == {"a", "b"} and all(seconds >= 0 for seconds in medians.values())
