@@ -11,6 +11,15 @@ order, without recursion, and accumulates gradients into ``.grad`` of the leaves
 Memory: a Function holds its outputs only weakly, and the pass frees every node's saved
 arrays and links as soon as the node is done, so no graph outlives a training step.
 
+Types follow PyTorch's promotion rule (``result_type``). Operands rank as dimensioned tensors,
+then 0-d tensors, then constants (Python numbers and raw arrays). The highest rank present
+decides the dtype (float32 ⊕ float64 → float64, int32 ⊕ int64 → int64); a lower rank changes it
+only if it is of a higher category (bool < integer < floating), and a floating constant then
+gives float32. So an integer tensor times 0.5 is float32, never truncated; constants take a
+floating tensor's dtype; ops that only make sense in floating point (division, exp, log, …)
+give float32 for integer inputs. Each input's gradient has that input's own dtype: a float32
+parameter used in a float64 computation gets a float32 ``.grad``.
+
 This file holds the few ops that Tensor's operators need (+ - * / ** @, sum, reshape,
 transpose, indexing); the rest live in ``npgen.functional``.
 """
@@ -25,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from . import backend
+from . import backend, dtypes
 
 _grad_enabled = True
 
@@ -57,6 +66,8 @@ class Tensor:
         if isinstance(data, (np.generic, int, float, bool)):
             data = np.asarray(data)  # numpy reductions return scalars; keep everything an array
         backend.backend_of(data)  # fails clearly on lists, strings, foreign arrays
+        if requires_grad and data.dtype.kind != "f":
+            raise TypeError(f"only floating-point tensors can require gradients, got dtype {data.dtype}")
         self.data = data
         self.grad: Any = None
         self.requires_grad = requires_grad
@@ -105,13 +116,10 @@ class Tensor:
         """
         if not self.requires_grad:
             raise RuntimeError("backward() on a tensor that does not require grad (made under no_grad?)")
-        if grad is None:
-            if self.size != 1:
-                raise RuntimeError(f"backward() without grad needs a one-element tensor, got shape {self.shape}")
-            grad = backend.get_array_module(self.data).ones_like(self.data)
-        grad = grad.data if isinstance(grad, Tensor) else grad
+        grad = self._seed_gradient(grad)
+        given: set[int] = set()  # the arrays already stored in some leaf's .grad
         if self.creator is None:
-            self._accumulate(grad)
+            self._accumulate(grad, given)
             return
 
         pending = _count_consumers(self.creator)
@@ -125,7 +133,7 @@ class Tensor:
                 )
             upstream = node.output_grads(grads)
             if upstream is not None:
-                node.apply_backward(upstream, grads)
+                node.apply_backward(upstream, grads, given)
             for x in node.inputs:
                 if x.creator is not None:
                     pending[x.creator] -= 1
@@ -133,12 +141,34 @@ class Tensor:
                         ready.append(x.creator)
             node.release()
 
-    def _accumulate(self, grad: Any) -> None:
+    def _seed_gradient(self, grad: Any) -> Any:
+        """The gradient that starts backward: ones for a one-element tensor, else the caller's, checked and copied."""
+        xp = backend.get_array_module(self.data)
+        if grad is None:
+            if self.size != 1:
+                raise RuntimeError(f"backward() without grad needs a one-element tensor, got shape {self.shape}")
+            return xp.ones_like(self.data)
+        grad = _raw(grad) if backend.is_array(_raw(grad)) else xp.asarray(grad)
+        backend.get_array_module(self.data, grad)  # one backend, or a TypeError naming both
+        if grad.shape != self.shape:
+            raise RuntimeError(f"backward(grad): grad has shape {grad.shape}, but the tensor has shape {self.shape}")
+        return grad.astype(self.dtype)  # a copy: the caller's array never becomes a .grad
+
+    def _accumulate(self, grad: Any, given: set[int]) -> None:
+        """Add ``grad`` into .grad, which is always this leaf's own writable array.
+
+        A first gradient is stored as it is only if nothing else can see it: a view (of another
+        gradient, or a read-only broadcast) or an array already in another leaf's .grad is copied.
+        """
         if isinstance(grad, np.generic):
             grad = np.asarray(grad)
         if grad.shape != self.shape:
             raise RuntimeError(f"gradient of shape {grad.shape} for a tensor of shape {self.shape}")
-        self.grad = grad if self.grad is None else self.grad + grad
+        if self.grad is not None:
+            self.grad = self.grad + grad
+        else:
+            self.grad = grad.copy() if grad.base is not None or id(grad) in given else grad
+        given.add(id(self.grad))
 
     def sum(self, axis: int | tuple | None = None, keepdims: bool = False) -> Tensor:
         """Sum over ``axis`` (all axes if None)."""
@@ -155,12 +185,18 @@ class Tensor:
         shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
         return Reshape(tuple(shape))(self)
 
-    def transpose(self, *axes: int) -> Tensor:
-        """Permute the axes (reverse them if none are given)."""
+    def permute(self, *axes: int) -> Tensor:
+        """The axes in a new order: axis i of the result is axis ``axes[i]`` of this tensor."""
         axes = axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
-        return Transpose(tuple(axes) or None)(self)
+        return Transpose(tuple(axes))(self)
 
-    T = property(lambda self: self.transpose(), doc="The tensor with its axes reversed.")
+    def transpose(self, axis0: int, axis1: int) -> Tensor:
+        """Swap two axes (as PyTorch's transpose; numpy's transpose(axes) is ``permute``)."""
+        axes = list(range(self.ndim))
+        axes[axis0], axes[axis1] = axes[axis1], axes[axis0]
+        return Transpose(tuple(axes))(self)
+
+    T = property(lambda self: Transpose(tuple(reversed(range(self.ndim))))(self), doc="The axes reversed.")
 
 
 # Tensor's operators: each one calls an op defined further down this file.
@@ -173,7 +209,8 @@ Tensor.__rmul__ = lambda self, other: Mul()(other, self)
 Tensor.__truediv__ = lambda self, other: Div()(self, other)
 Tensor.__rtruediv__ = lambda self, other: Div()(other, self)
 Tensor.__neg__ = lambda self: Neg()(self)
-Tensor.__pow__ = lambda self, exponent: Pow(exponent)(self)
+Tensor.__pow__ = lambda self, other: Pow()(self, other)
+Tensor.__rpow__ = lambda self, other: Pow()(other, self)
 Tensor.__matmul__ = lambda self, other: MatMul()(self, other)
 Tensor.__rmatmul__ = lambda self, other: MatMul()(other, self)
 Tensor.__getitem__ = lambda self, index: GetItem(index)(self)
@@ -232,10 +269,12 @@ class Function:
     inputs: tuple[Tensor, ...] = ()
     saved: tuple = ()
     released = False
+    float_only = False  # True for ops that are only defined in floating point: integer inputs become float32
 
     def __call__(self, *args: Any) -> Any:
-        inputs = _as_tensors(args)
-        xs = [x.data for x in inputs]
+        dtype = result_type(*args, float_only=self.float_only)
+        inputs = _as_tensors(args, dtype)
+        xs = [x.data if x.dtype == dtype else x.data.astype(dtype) for x in inputs]
         backend.get_array_module(*xs)  # all on one backend, or a TypeError naming both
         ys = self.forward(*xs)
         multiple = isinstance(ys, tuple)
@@ -272,8 +311,8 @@ class Function:
         xp = backend.get_array_module(next(g for g in found if g is not None))
         return [xp.zeros(s, d) if g is None else g for g, (s, d) in zip(found, self.output_meta)]
 
-    def apply_backward(self, upstream: list, grads: dict[Tensor, Any]) -> None:
-        """Run backward and hand each input its gradient (leaves keep theirs in .grad)."""
+    def apply_backward(self, upstream: list, grads: dict[Tensor, Any], given: set[int]) -> None:
+        """Run backward and hand each input its gradient, in its dtype (leaves keep theirs in .grad)."""
         gxs = self.backward(*upstream)
         gxs = gxs if isinstance(gxs, tuple) else (gxs,)
         if len(gxs) != len(self.inputs):
@@ -288,8 +327,10 @@ class Function:
                     f"{type(self).__name__}.backward returned a gradient of shape {gx.shape} "
                     f"for an input of shape {x.shape}"
                 )
+            if gx.dtype != x.dtype:
+                gx = gx.astype(x.dtype)  # computed in a promoted dtype; the input keeps its own
             if x.creator is None:
-                x._accumulate(gx)
+                x._accumulate(gx, given)
             else:
                 grads[x] = gx if x not in grads else grads[x] + gx
 
@@ -298,23 +339,35 @@ class Function:
         self.inputs, self.saved, self.outputs, self.released = (), (), [], True
 
 
-def _as_tensors(args: tuple) -> tuple[Tensor, ...]:
-    """Wrap constants (Python numbers, arrays) as Tensors with the dtype of a Tensor argument."""
+class FloatFunction(Function):
+    """An op defined only in floating point (division, exp, log, …): integer inputs are computed as float32."""
+
+    float_only = True
+
+
+def result_type(*operands: Any, float_only: bool = False) -> Any:
+    """The dtype of an op's result by PyTorch's promotion rule (see this module's docstring)."""
+    ranks: tuple[list, list, list] = ([], [], [])  # dimensioned tensors, 0-d tensors, constants
+    for a in operands:
+        if isinstance(a, Tensor):
+            ranks[a.ndim == 0].append(a.dtype)
+        else:
+            ranks[2].append(dtypes.constant_dtype(a))
+    return dtypes.promote(ranks, float_only)
+
+
+def _as_tensors(args: tuple, dtype: Any) -> tuple[Tensor, ...]:
+    """Wrap constants (Python numbers, arrays) as Tensors of ``dtype`` on the backend of a Tensor argument."""
     like = next((a for a in args if isinstance(a, Tensor)), None)
     if like is None:
         raise TypeError("an op needs at least one Tensor argument")
     xp = backend.get_array_module(like.data)
-    out = []
-    for a in args:
-        if isinstance(a, (int, float)):
-            a = xp.asarray(a, dtype=like.dtype)
-        if not isinstance(a, Tensor):
-            # Constants take the tensor's floating dtype (no silent float64 upcast); integer arrays stay.
-            if a.dtype.kind == "f" and like.dtype.kind == "f" and a.dtype != like.dtype:
-                a = a.astype(like.dtype)
-            a = Tensor(a)
-        out.append(a)
-    return tuple(out)
+    return tuple(
+        a
+        if isinstance(a, Tensor)
+        else Tensor(xp.asarray(a, dtype) if isinstance(a, (bool, int, float)) else a.astype(dtype, copy=False))
+        for a in args
+    )
 
 
 def unbroadcast(grad: Any, shape: tuple) -> Any:
@@ -370,8 +423,8 @@ class Mul(Function):
         return unbroadcast(g * b, a.shape) if need_a else None, unbroadcast(g * a, b.shape) if need_b else None
 
 
-class Div(Function):
-    """y = a / b; ∂y/∂a = 1/b, ∂y/∂b = −a/b²."""
+class Div(FloatFunction):
+    """y = a / b (true division, as in PyTorch: 1 / 2 is 0.5); ∂y/∂a = 1/b, ∂y/∂b = −a/b²."""
 
     def forward(self, a, b):
         self.save_for_backward(a, b)
@@ -395,20 +448,19 @@ class Neg(Function):
 
 
 class Pow(Function):
-    """y = xᶜ for a constant c; ∂y/∂x = c·xᶜ⁻¹."""
+    """y = aᵇ; ∂L/∂a = g·b·aᵇ⁻¹, ∂L/∂b = g·y·ln a (b is usually a constant: its gradient is skipped)."""
 
-    def __init__(self, exponent: float):
-        if isinstance(exponent, Tensor):
-            raise TypeError("only a constant exponent is supported: use F.exp(b * F.log(a)) for a tensor one")
-        self.c = exponent
-
-    def forward(self, x):
-        self.save_for_backward(x)
-        return x**self.c
+    def forward(self, a, b):
+        y = a**b
+        self.save_for_backward(a, b, y)
+        return y
 
     def backward(self, g):
-        (x,) = self.saved
-        return g * self.c * x ** (self.c - 1)
+        a, b, y = self.saved
+        need_a, need_b = self.needs_input_grad
+        ga = unbroadcast(g * b * a ** (b - 1), a.shape) if need_a else None
+        gb = unbroadcast(g * y * backend.get_array_module(a).log(a), b.shape) if need_b else None
+        return ga, gb
 
 
 class MatMul(Function):
@@ -416,16 +468,19 @@ class MatMul(Function):
 
     def forward(self, a, b):
         self.save_for_backward(a, b)
-        return a @ b
+        try:
+            return a @ b
+        except ValueError as error:  # numpy's message names a gufunc signature, not the two shapes
+            raise ValueError(f"matmul: shapes {a.shape} and {b.shape} cannot be multiplied") from error
 
     def backward(self, g):
         a, b = self.saved
         a2 = a[None, :] if a.ndim == 1 else a
         b2 = b[:, None] if b.ndim == 1 else b
+        if b.ndim == 1:  # give g back the axes that 1-D operands dropped: b's column first, then a's row
+            g = g[..., None]
         if a.ndim == 1:
             g = g[..., None, :]
-        if b.ndim == 1:
-            g = g[..., None]
         need_a, need_b = self.needs_input_grad
         ga = unbroadcast(g @ b2.swapaxes(-1, -2), a2.shape).reshape(a.shape) if need_a else None
         gb = unbroadcast(a2.swapaxes(-1, -2) @ g, b2.shape).reshape(b.shape) if need_b else None
@@ -469,15 +524,17 @@ class Reshape(Function):
 class Transpose(Function):
     """y = x with permuted axes; the gradient is permuted back by the inverse permutation."""
 
-    def __init__(self, axes: tuple | None):
+    def __init__(self, axes: tuple):
         self.axes = axes
 
     def forward(self, x):
+        n = x.ndim
+        if len(self.axes) != n or sorted(a % n for a in self.axes if -n <= a < n) != list(range(n)):
+            raise ValueError(f"axes {self.axes} are not a permutation of the {n} axes of a tensor of shape {x.shape}")
+        self.axes = tuple(a % n for a in self.axes)  # negative axes count from the end
         return x.transpose(self.axes)
 
     def backward(self, g):
-        if self.axes is None:
-            return g.transpose()
         return g.transpose(tuple(np.argsort(self.axes)))
 
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .backend import get_array_module
-from .core import Function, Tensor, unbroadcast
+from .core import FloatFunction, Function, Tensor, unbroadcast
 
 # --- elementwise ---------------------------------------------------------------------
 
@@ -40,7 +40,7 @@ def _softplus(x: Any) -> Any:
     return xp.maximum(x, 0) + _log1p(xp.exp(-xp.abs(x)))
 
 
-class Exp(Function):
+class Exp(FloatFunction):
     """y = eˣ; ∂L/∂x = g·y."""
 
     def forward(self, x):
@@ -52,7 +52,7 @@ class Exp(Function):
         return g * self.saved[0]
 
 
-class Log(Function):
+class Log(FloatFunction):
     """y = ln x; ∂L/∂x = g/x."""
 
     def forward(self, x):
@@ -63,7 +63,7 @@ class Log(Function):
         return g / self.saved[0]
 
 
-class Sqrt(Function):
+class Sqrt(FloatFunction):
     """y = √x; ∂L/∂x = g/(2y)."""
 
     def forward(self, x):
@@ -75,7 +75,7 @@ class Sqrt(Function):
         return g / (2 * self.saved[0])
 
 
-class Tanh(Function):
+class Tanh(FloatFunction):
     """y = tanh x; ∂L/∂x = g·(1 − y²)."""
 
     def forward(self, x):
@@ -88,7 +88,7 @@ class Tanh(Function):
         return g * (1 - y * y)
 
 
-class Sigmoid(Function):
+class Sigmoid(FloatFunction):
     """y = σ(x); ∂L/∂x = g·y(1 − y)."""
 
     def forward(self, x):
@@ -106,6 +106,7 @@ class LeakyReLU(Function):
 
     def __init__(self, negative_slope: float):
         self.a = negative_slope
+        self.float_only = negative_slope != 0  # ReLU keeps integers integer, as in PyTorch
 
     def forward(self, x):
         # Arithmetic on a float slope, not xp.where: numpy's where branches per element and is
@@ -120,7 +121,7 @@ class LeakyReLU(Function):
         return g * self.saved[0]
 
 
-class Softplus(Function):
+class Softplus(FloatFunction):
     """y = log(1 + eˣ); ∂L/∂x = g·σ(x)."""
 
     def forward(self, x):
@@ -131,7 +132,7 @@ class Softplus(Function):
         return g * _sigmoid(self.saved[0])
 
 
-class LogSigmoid(Function):
+class LogSigmoid(FloatFunction):
     """y = log σ(x) = −softplus(−x); ∂L/∂x = g·σ(−x)."""
 
     def forward(self, x):
@@ -190,13 +191,18 @@ def log_sigmoid(x: Tensor) -> Tensor:
 # --- linear algebra and shapes -------------------------------------------------------
 
 
-class Linear(Function):
+class Linear(FloatFunction):
     """y = x Wᵀ + b (W of shape (out, in), as in PyTorch).
 
     ∂L/∂x = g W,  ∂L/∂W = gᵀ x,  ∂L/∂b = Σ_rows g.
     """
 
     def forward(self, x, weight, bias=None):
+        if x.ndim == 0 or x.shape[-1] != weight.shape[1]:
+            raise ValueError(
+                f"linear: input of shape {x.shape} does not fit weight of shape {weight.shape} "
+                f"(in_features={weight.shape[1]} must be the input's last axis)"
+            )
         self.save_for_backward(x, weight)
         y = x @ weight.T
         if bias is not None:
@@ -266,7 +272,7 @@ def split(x: Tensor, indices_or_sections: int | Sequence[int], axis: int = 0) ->
 # --- normalised exponentials ---------------------------------------------------------
 
 
-class LogSumExp(Function):
+class LogSumExp(FloatFunction):
     """y = log Σᵢ e^xᵢ = m + log Σᵢ e^(xᵢ−m) with m = max x; ∂L/∂x = g·softmax(x)."""
 
     def __init__(self, axis: int | None, keepdims: bool):
@@ -285,7 +291,7 @@ class LogSumExp(Function):
         return g * get_array_module(x).exp(x - y)
 
 
-class LogSoftmax(Function):
+class LogSoftmax(FloatFunction):
     """y = x − logsumexp(x); ∂L/∂x = g − softmax(x)·Σ g."""
 
     def __init__(self, axis: int):
@@ -324,7 +330,7 @@ def _reduce(loss: Tensor, reduction: str) -> Tensor:
     raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
 
 
-class BCEWithLogits(Function):
+class BCEWithLogits(FloatFunction):
     """ℓ = −[t log σ(x) + (1−t) log(1−σ(x))] = softplus(x) − t·x.
 
     ∂ℓ/∂x = σ(x) − t,  ∂ℓ/∂t = −x.
@@ -346,21 +352,24 @@ def binary_cross_entropy_with_logits(logits: Tensor, target: Any, reduction: str
     return _reduce(BCEWithLogits()(logits, target), reduction)
 
 
-class CrossEntropy(Function):
+class CrossEntropy(FloatFunction):
     """ℓₙ = −log softmax(xₙ)[yₙ] for integer labels y; ∂ℓₙ/∂xₙ = softmax(xₙ) − onehot(yₙ)."""
 
-    def forward(self, x, labels):
-        xp = get_array_module(x)
+    def __init__(self, labels: Any):
+        self.labels = labels  # not an input: labels have no gradient and keep their integer dtype
+
+    def forward(self, x):
+        xp = get_array_module(x, self.labels)
         log_p = LogSoftmax(-1).forward(x)
         rows = xp.arange(len(x))
-        self.save_for_backward(log_p, labels, rows)
-        return -log_p[rows, labels]
+        self.save_for_backward(log_p, rows)
+        return -log_p[rows, self.labels]
 
     def backward(self, g):
-        log_p, labels, rows = self.saved
+        log_p, rows = self.saved
         gx = get_array_module(log_p).exp(log_p)
-        gx[rows, labels] -= 1  # each row once, so plain indexed subtraction is safe
-        return gx * g[:, None], None
+        gx[rows, self.labels] -= 1  # each row once, so plain indexed subtraction is safe
+        return gx * g[:, None]
 
 
 def cross_entropy(logits: Tensor, labels: Any, reduction: str = "mean") -> Tensor:
@@ -370,10 +379,10 @@ def cross_entropy(logits: Tensor, labels: Any, reduction: str = "mean") -> Tenso
     labels = labels.data if isinstance(labels, Tensor) else labels
     if labels.shape != (logits.shape[0],):
         raise ValueError(f"cross_entropy expects {logits.shape[0]} integer labels, got shape {labels.shape}")
-    return _reduce(CrossEntropy()(logits, Tensor(labels)), reduction)
+    return _reduce(CrossEntropy(labels)(logits), reduction)
 
 
-class GaussianKL(Function):
+class GaussianKL(FloatFunction):
     """KL(N(μ, σ²) ‖ N(0, I)) per row = ½ Σ_d (μ² + σ² − 1 − log σ²), with log σ² = ``logvar``.
 
     ∂KL/∂μ = μ,  ∂KL/∂logvar = ½(σ² − 1).

@@ -14,7 +14,7 @@ import numpy as np
 
 from . import backend
 from . import functional as F
-from .core import Function, Tensor
+from .core import FloatFunction, Tensor
 
 
 class Parameter(Tensor):
@@ -61,17 +61,33 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")
 
     # --- walking the tree ------------------------------------------------------------
-    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
-        """(dotted name, module) for this module ('') and every submodule, depth first."""
-        yield prefix, self
-        for name, child in self._modules.items():
-            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+    def named_modules(self, prefix: str = "", remove_duplicate: bool = True) -> Iterator[tuple[str, Module]]:
+        """(dotted name, module) for this module ('') and every submodule, depth first; a shared one once."""
+        seen: set[int] = set()
+        stack = [(prefix, self)]
+        while stack:
+            name, module = stack.pop()
+            if remove_duplicate and id(module) in seen:
+                continue
+            seen.add(id(module))
+            yield name, module
+            children = [(f"{name}.{child}" if name else child, m) for child, m in module._modules.items()]
+            stack += reversed(children)
 
-    def _named_members(self, kind: str) -> Iterator[tuple[str, Any]]:
-        """(dotted name, value) of every parameter (kind '_parameters') or buffer ('_buffers')."""
-        for prefix, module in self.named_modules():
+    def _named_members(self, kind: str, remove_duplicate: bool = True) -> Iterator[tuple[str, Any]]:
+        """(dotted name, value) of every parameter (kind '_parameters') or buffer ('_buffers'), a shared one once.
+
+        As in PyTorch, a module or parameter used in two places (a shared layer) is listed under its
+        first name only, so an optimizer steps it once; ``state_dict`` keeps every name.
+        """
+        seen: set[int] = set()
+        for prefix, module in self.named_modules(remove_duplicate=remove_duplicate):
             for name in getattr(module, kind):
-                yield (f"{prefix}.{name}" if prefix else name), getattr(module, name)
+                value = getattr(module, name)
+                if remove_duplicate and id(value) in seen:
+                    continue
+                seen.add(id(value))
+                yield (f"{prefix}.{name}" if prefix else name), value
 
     def named_parameters(self) -> Iterator[tuple[str, Parameter]]:
         """(dotted name, parameter) in registration order."""
@@ -82,7 +98,7 @@ class Module:
         return [p for _, p in self.named_parameters()]
 
     def named_buffers(self) -> Iterator[tuple[str, Any]]:
-        """(dotted name, array) of every buffer."""
+        """(dotted name, array) of every buffer, a shared one once."""
         return self._named_members("_buffers")
 
     def train(self, mode: bool = True) -> Module:
@@ -132,8 +148,8 @@ class Module:
     # --- state -----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """Parameters and buffers by dotted name, as raw arrays (the live ones, not copies)."""
-        state = {name: p.data for name, p in self.named_parameters()}
-        state.update(self.named_buffers())
+        state = {name: p.data for name, p in self._named_members("_parameters", remove_duplicate=False)}
+        state.update(self._named_members("_buffers", remove_duplicate=False))
         return state
 
     def check_state_dict(self, state: dict[str, Any]) -> None:
@@ -160,7 +176,7 @@ class Module:
             for name in module._buffers:
                 key = f"{prefix}.{name}" if prefix else name
                 object.__setattr__(module, name, _converted(state[key], getattr(module, name)))
-        for name, p in self.named_parameters():
+        for name, p in self.named_parameters():  # a shared parameter loads from its first name
             p.data = _converted(state[name], p.data)
 
     def __repr__(self) -> str:
@@ -239,7 +255,7 @@ class Tanh(Module):
         return F.tanh(x)
 
 
-class BatchNormFunction(Function):
+class BatchNormFunction(FloatFunction):
     """y = γ·x̂ + β with x̂ = (x − μ)/√(σ² + ε), per feature over the batch (training mode).
 
     With x̂ and s = 1/√(σ² + ε) saved, the vector-Jacobian product is

@@ -22,6 +22,8 @@ class Optimizer:
             raise ValueError("optimizer got an empty parameter list")
         if not all(isinstance(p, Tensor) for p in params):
             raise TypeError("optimizer params must be Tensors, e.g. model.parameters()")
+        if len({id(p) for p in params}) != len(params):  # it would be stepped twice per step
+            raise ValueError("optimizer got the same parameter twice; model.parameters() lists a shared one once")
         self.param_groups = [{"params": params, **defaults}]
         self.state: dict[int, dict[str, Any]] = {}
 
@@ -186,15 +188,17 @@ def _adam_chunk(p: Any, g: Any, m: Any, v: Any, constants: tuple[float, float, f
 def clip_grad_norm(params: Iterable[Tensor], max_norm: float) -> float:
     """Scale all gradients by one factor so their global L2 norm is at most ``max_norm``; return the norm before.
 
-    ‖g‖ = √(Σ_p Σ_i g_pi²). One rare batch with a huge gradient would otherwise fill Adam's moment
-    estimates and push every parameter a full step along that batch's direction at once.
+    ‖g‖ = √(Σ_p Σ_i g_pi²); the factor is max_norm / (‖g‖ + 10⁻⁶) where that is below 1, as in
+    torch.nn.utils.clip_grad_norm_. One rare batch with a huge gradient would otherwise fill Adam's
+    moment estimates and push every parameter a full step along that batch's direction at once.
     """
     grads = [p.grad for p in params if p.grad is not None]
     # vdot of the flattened gradient with itself: a BLAS dot, no squared temporary of the gradient's size
     norm = math.sqrt(sum(float(backend.get_array_module(g).vdot(g.ravel(), g.ravel())) for g in grads))
-    if norm > max_norm:
+    factor = max_norm / (norm + 1e-6)
+    if factor < 1:
         for g in grads:
-            g *= max_norm / norm
+            g *= factor
     return norm
 
 

@@ -166,10 +166,11 @@ def test_methods_mirror_functional_ops():
         assert np.allclose(getattr(x, name)().numpy(), getattr(F, name)(x).numpy())
 
 
-def test_pow_with_a_tensor_exponent_is_refused_with_an_alternative():
-    x = npgen.tensor([1.0])
-    with pytest.raises(TypeError, match="constant exponent"):
-        x**x
+def test_pow_differentiates_a_tensor_base_and_a_tensor_exponent():
+    base = npgen.tensor(np.array([0.5, 1.5, 2.0]), requires_grad=True)
+    exponent = npgen.tensor(np.array([1.5, -0.5, 2.0]), requires_grad=True)
+    assert npgen.gradcheck(lambda a, b: a**b, [base, exponent])
+    assert npgen.gradcheck(lambda b: 2.0**b, [exponent])
 
 
 def test_a_custom_function_is_the_extension_point():
