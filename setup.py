@@ -15,7 +15,7 @@ setup(
     python_requires=">=3.9",
     install_requires=["numpy>=1.24", "scipy>=1.10", "matplotlib>=3.6", "tqdm>=4.60"],
     extras_require={
-        "test": ["pytest>=7", "ruff==0.17.6"],
+        "test": ["pytest>=7", "ruff==0.17.6", "hypothesis>=6"],
         "gpu": ["cupy-cuda12x>=13"],
         # the benchmark's reference rows (PyTorch versions of the models) and its BLAS report; npgen never imports them
         "bench": ["torch>=2.0", "threadpoolctl>=3"],
