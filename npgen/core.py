@@ -11,14 +11,11 @@ order, without recursion, and accumulates gradients into ``.grad`` of the leaves
 Memory: a Function holds its outputs only weakly, and the pass frees every node's saved
 arrays and links as soon as the node is done, so no graph outlives a training step.
 
-Types follow PyTorch's promotion rule (``result_type``). Operands rank as dimensioned tensors,
-then 0-d tensors, then constants (Python numbers and raw arrays). The highest rank present
-decides the dtype (float32 ⊕ float64 → float64, int32 ⊕ int64 → int64); a lower rank changes it
-only if it is of a higher category (bool < integer < floating), and a floating constant then
-gives float32. So an integer tensor times 0.5 is float32, never truncated; constants take a
-floating tensor's dtype; ops that only make sense in floating point (division, exp, log, …)
-give float32 for integer inputs. Each input's gradient has that input's own dtype: a float32
-parameter used in a float64 computation gets a float32 ``.grad``.
+Types follow PyTorch's promotion rule (``result_type``, spelled out in ``npgen.dtypes``):
+dimensioned tensors outrank 0-d tensors, which outrank constants (Python numbers, raw arrays);
+a lower rank counts only if its category is higher (bool < integer < floating), a floating
+constant then as float32. So an integer tensor times 0.5 is float32, never truncated, a constant
+takes a floating tensor's dtype, and every gradient has its input's dtype.
 
 This file holds the few ops that Tensor's operators need (+ - * / ** @, sum, reshape,
 transpose, indexing); the rest live in ``npgen.functional``.

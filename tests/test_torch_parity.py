@@ -401,3 +401,42 @@ def test_clip_grad_norm_matches_pytorch_on_leaves_that_share_a_gradient(max_norm
     assert norm == pytest.approx(torch_norm.item(), rel=1e-12)
     for t, p in zip(ours, theirs):
         np.testing.assert_allclose(t.grad, p.grad.numpy(), rtol=1e-12)
+
+
+OPTIMIZERS = {
+    "Adam": (lambda p: npgen.optim.Adam(p, lr=0.05), lambda p: torch.optim.Adam(p, lr=0.05)),
+    "Adam_weight_decay": (
+        lambda p: npgen.optim.Adam(p, lr=0.05, betas=(0.5, 0.9), weight_decay=0.1),
+        lambda p: torch.optim.Adam(p, lr=0.05, betas=(0.5, 0.9), weight_decay=0.1),
+    ),
+    "SGD": (lambda p: npgen.optim.SGD(p, lr=0.1), lambda p: torch.optim.SGD(p, lr=0.1)),
+    "SGD_momentum_weight_decay": (
+        lambda p: npgen.optim.SGD(p, lr=0.1, momentum=0.9, weight_decay=0.01),
+        lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, weight_decay=0.01),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_optimizer_steps_match_pytorch(name):
+    make_ours, make_theirs = OPTIMIZERS[name]
+    torch.manual_seed(0)
+    theirs = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1)).double()
+    ours = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 1))
+    _load_from_torch(ours, theirs, np.float64)
+    opt, torch_opt = make_ours(ours.parameters()), make_theirs(theirs.parameters())
+    for step in range(4):
+        x = np.random.default_rng(step).uniform(-1, 1, (5, 3))
+        run_both(ours, theirs, [x], seed=step)
+        opt.step(), torch_opt.step()
+        opt.zero_grad(), torch_opt.zero_grad()
+    for key, value in theirs.state_dict().items():
+        np.testing.assert_allclose(ours.state_dict()[key], value.numpy(), rtol=1e-9, err_msg=key)
+
+
+def test_comparisons_match_pytorch():
+    a, b = np.array([[1.0, -2.0], [0.5, 3.0]]), np.array([0.5, 0.0])
+    for op in (lambda u, v: u < v, lambda u, v: u > v, lambda u, v: u > 0.7):
+        ours, theirs = op(npgen.tensor(a), npgen.tensor(b)), op(torch.tensor(a), torch.tensor(b))
+        assert ours.dtype == np.bool_
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
