@@ -55,29 +55,30 @@ class Generator:
 
 
 class CupyGenerator(Generator):
-    """Draws made directly on the GPU (no host round trip); same seed, but not the host's stream."""
+    """Draws made on the GPU from seeds that a host stream hands out, so its state saves and resumes.
+
+    cupy's generator (cuRAND) cannot report or restore its position. Here the host stream (the
+    same PCG64 as the numpy backend's) gives every draw a fresh 63-bit seed for the device
+    generator, which makes the numbers on the GPU; ``get_state`` and ``set_state`` are the host
+    stream's, so a checkpoint resumes a cupy run exactly as it resumes a numpy one.
+    """
 
     def __init__(self, cupy: Any, seed: int | None = None):
-        self._cp = cupy
+        self._device_rng = cupy.random.RandomState()  # loads cuRAND: a missing library shows up here
         self.seed(seed)
 
-    def seed(self, seed: int | None) -> None:
-        self._rng = self._cp.random.RandomState(seed)
+    def _reseeded(self) -> Any:
+        self._device_rng.seed(int(self._rng.integers(2**63)))
+        return self._device_rng
 
     def normal(self, shape: tuple, dtype: Any = np.float32) -> Any:
-        return self._rng.standard_normal(shape, dtype=dtype)
+        return self._reseeded().standard_normal(shape, dtype=dtype)
 
     def uniform(self, shape: tuple, low: float = 0.0, high: float = 1.0, dtype: Any = np.float32) -> Any:
-        return self._rng.uniform(low, high, shape, dtype=dtype)
+        return self._reseeded().uniform(low, high, shape, dtype=dtype)
 
     def permutation(self, n: int) -> Any:
-        return self._rng.permutation(n)
-
-    def get_state(self) -> str:
-        raise NotImplementedError("the cupy generator's state cannot be saved; resume on the numpy backend")
-
-    def set_state(self, state: str) -> None:
-        raise NotImplementedError("the cupy generator's state cannot be restored")
+        return self._reseeded().permutation(n)
 
 
 @dataclass
@@ -125,9 +126,14 @@ def _load_cupy() -> Backend:
         raise RuntimeError(f"the cupy backend needs a CUDA device, and none is usable: {error}") from error
     if count == 0:
         raise RuntimeError("the cupy backend needs a CUDA device, and this machine has none")
-    return register_backend(
-        Backend("cupy", cupy, cupy.ndarray, "cuda", cupy.asnumpy, cupy.asarray, CupyGenerator(cupy))
-    )
+    try:
+        rng = CupyGenerator(cupy)
+    except (ImportError, OSError) as error:  # cupy loads cuRAND, cuBLAS, NVRTC… only when first used
+        raise RuntimeError(
+            f"the cupy backend could not load a CUDA library ({error}); "
+            "pip install 'npgen[gpu]' brings them (cupy-cuda12x[ctk]), or install the CUDA toolkit"
+        ) from error
+    return register_backend(Backend("cupy", cupy, cupy.ndarray, "cuda", cupy.asnumpy, cupy.asarray, rng))
 
 
 _DEVICE_ALIASES = {"cpu": "numpy", "cuda": "cupy", "gpu": "cupy"}

@@ -45,10 +45,7 @@ def save(path: str | Path, **objects: Any) -> None:
         else:
             meta["metadata"][name] = obj
     for b in backend.registered_backends():
-        try:
-            meta["rng"][b.name] = b.rng.get_state()
-        except NotImplementedError:
-            pass  # the cupy generator cannot report its state
+        meta["rng"][b.name] = b.rng.get_state()
     arrays["__meta__"] = np.array(json.dumps(meta))
 
     path.parent.mkdir(parents=True, exist_ok=True)

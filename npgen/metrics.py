@@ -72,19 +72,29 @@ def cache_dir() -> Path:
 
 
 def load_classifier(progress: bool = True) -> Sequential:
-    """The evaluation classifier: loaded from the cache, or trained once (a few minutes) and cached."""
+    """The evaluation classifier: loaded from the cache, or trained once (a few minutes) and cached.
+
+    Building (and training) it draws from npgen's generators; the caller gets their streams back
+    as they were, so a run's numbers do not depend on whether the classifier was cached.
+    """
+    states = [(b.rng, b.rng.get_state()) for b in backend.registered_backends()]
+    try:
+        return _load_or_train_classifier(progress)
+    finally:
+        for rng, state in states:
+            rng.set_state(state)
+
+
+def _load_or_train_classifier(progress: bool) -> Sequential:
     name = "mnist-classifier-" + "-".join(f"{k}{v}" for k, v in CLASSIFIER.items()) + ".npz"
     path = cache_dir() / name
-    model = make_classifier(CLASSIFIER["hidden"])
     if path.exists():
+        model = make_classifier(CLASSIFIER["hidden"])
         checkpoint.load(path, classifier=model)
         return model
     if progress:
         print(f"training the evaluation classifier once; it will be cached at {path}", flush=True)
-    generator = backend.default_generator()
-    state = generator.get_state()  # training reseeds npgen's generator: give the caller its stream back
     model = train_classifier(**CLASSIFIER, progress=progress)
-    generator.set_state(state)
     test_images, test_labels = load_mnist("test")
     test_accuracy = accuracy(model, test_images, test_labels)
     checkpoint.save(path, classifier=model, test_accuracy=test_accuracy)

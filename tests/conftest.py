@@ -1,6 +1,9 @@
-"""Shared fixtures: every device test runs on numpy, on the fake device, and on cupy where a GPU exists."""
+"""Shared fixtures: every device test runs on numpy, the fake device, and cupy (real on a GPU, else its double)."""
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,20 +15,27 @@ from npgen import backend
 register()
 
 
-def _cupy_usable() -> bool:
+def _load_cupy_or_its_double() -> str:
+    """'cupy' where real cupy has a usable CUDA device; else npgen's cupy code runs on the test double."""
     try:
         backend.get_backend("cupy")
-        return True
-    except RuntimeError:
-        return False
+        return "cupy"
+    except Exception:  # no cupy, no device, a missing CUDA library: any failure means "no real cupy"
+        for name in [m for m in sys.modules if m == "cupy" or m.startswith("cupy.")]:
+            del sys.modules[name]
+        sys.path.insert(0, str(CUPY_DOUBLE))
+        backend.get_backend("cupy")  # npgen's own _load_cupy, importing the double as cupy
+        return "cupy double"
 
 
-CUPY = _cupy_usable()
-DEVICES = ["numpy", "fake"] + (["cupy"] if CUPY else [])
+CUPY_DOUBLE = Path(__file__).parent / "cupy_double"
+CUPY_KIND = _load_cupy_or_its_double()
+CUPY = CUPY_KIND == "cupy"  # a real GPU
+DEVICES = ["numpy", "fake", "cupy"]
 
 
 def pytest_report_header(config) -> str:
-    return f"npgen devices under test: {', '.join(DEVICES)}" + ("" if CUPY else " (cupy: no usable CUDA device)")
+    return f"npgen devices under test: numpy, fake, cupy (on the {CUPY_KIND})"
 
 
 @pytest.fixture(params=DEVICES)

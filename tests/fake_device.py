@@ -41,10 +41,10 @@ class FakeArray:
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):  # no __array_interface__ and friends: numpy must not see through us
             raise AttributeError(name)
-        return _wrap(getattr(self._a, name))
+        return _wrap(getattr(self._a, name), type(self))
 
     def __getitem__(self, index: Any) -> Any:
-        return _wrap(self._a[_unwrap(index)])
+        return _wrap(self._a[_unwrap(index)], type(self))
 
     def __setitem__(self, index: Any, value: Any) -> None:
         self._a[_unwrap(index)] = _unwrap(value)
@@ -53,7 +53,7 @@ class FakeArray:
         return len(self._a)
 
     def __iter__(self):
-        return (_wrap(x) for x in self._a)
+        return (_wrap(x, type(self)) for x in self._a)
 
     def __float__(self) -> float:
         return float(self._a)
@@ -65,14 +65,14 @@ class FakeArray:
         return bool(self._a)
 
     def __repr__(self) -> str:
-        return f"FakeArray({self._a!r})"
+        return f"{type(self).__name__}({self._a!r})"
 
     __hash__ = None
 
 
 def _binary(name: str):
     def method(self: FakeArray, other: Any) -> Any:
-        return _wrap(getattr(self._a, name)(_unwrap(other)))
+        return _wrap(getattr(self._a, name)(_unwrap(other)), type(self))
 
     return method
 
@@ -82,9 +82,9 @@ for _name in (
     "lt le gt ge eq ne and or xor iadd isub imul itruediv ipow"
 ).split():
     setattr(FakeArray, f"__{_name}__", _binary(f"__{_name}__"))
-FakeArray.__neg__ = lambda self: _wrap(-self._a)
-FakeArray.__abs__ = lambda self: _wrap(abs(self._a))
-FakeArray.__invert__ = lambda self: _wrap(~self._a)
+FakeArray.__neg__ = lambda self: type(self)(-self._a)
+FakeArray.__abs__ = lambda self: type(self)(abs(self._a))
+FakeArray.__invert__ = lambda self: type(self)(~self._a)
 
 
 def _fix_inplace(name: str):
@@ -112,41 +112,45 @@ def _unwrap(x: Any) -> Any:
     return x
 
 
-def _wrap(x: Any) -> Any:
-    """Fake arrays for the numpy arrays (and numpy scalars, as cupy returns 0-d arrays) in x."""
+def _wrap(x: Any, kind: type = FakeArray) -> Any:
+    """Device arrays of type ``kind`` for the numpy arrays (and numpy scalars, as cupy returns 0-d arrays) in x."""
     if isinstance(x, np.ndarray):
-        return FakeArray(x)
+        return kind(x)
     if isinstance(x, np.generic) and not isinstance(x, np.dtype):
-        return FakeArray(np.asarray(x))
+        return kind(np.asarray(x))
     if isinstance(x, (list, tuple)) and any(isinstance(i, np.ndarray) for i in x):
-        return type(x)(_wrap(i) for i in x)
+        return type(x)(_wrap(i, kind) for i in x)
     if callable(x) and not isinstance(x, type):
-        return _Wrapped(x)
+        return _Wrapped(x, kind)
     return x
 
 
 class _Wrapped:
     """A numpy function (or ufunc, or bound method) taking and returning fake arrays."""
 
-    def __init__(self, fn: Any):
-        self._fn = fn
+    def __init__(self, fn: Any, kind: type):
+        self._fn, self._kind = fn, kind
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return _wrap(self._fn(*_unwrap(args), **_unwrap(kwargs)))
+        return _wrap(self._fn(*_unwrap(args), **_unwrap(kwargs)), self._kind)
 
     def __getattr__(self, name: str) -> Any:  # ufunc.at, ufunc.reduce, ...
-        return _wrap(getattr(self._fn, name))
+        return _wrap(getattr(self._fn, name), self._kind)
 
 
-class _FakeModule(types.ModuleType):
-    """The numpy module with every callable wrapped; dtypes and constants pass through."""
+class FakeModule(types.ModuleType):
+    """The numpy module with every callable wrapped to take and return ``kind`` arrays; dtypes and constants pass."""
+
+    def __init__(self, name: str, kind: type = FakeArray):
+        super().__init__(name)
+        self._kind = kind
 
     def __getattr__(self, name: str) -> Any:
         value = getattr(np, name)
-        return value if isinstance(value, (type, np.dtype, float, int)) else _wrap(value)
+        return value if isinstance(value, (type, np.dtype, float, int)) else _wrap(value, self._kind)
 
 
-fakexp = _FakeModule("fakexp")
+fakexp = FakeModule("fakexp")
 
 
 def _from_host(a: Any) -> FakeArray:

@@ -1,0 +1,123 @@
+"""npgen's own cupy code, run on the cupy test double (tests/cupy_double) where there is no GPU.
+
+The examples run end to end with ``--backend cupy`` in a subprocess that imports the double as
+``cupy``; interrupted-then-resumed runs end with their uninterrupted twins' numbers, which needs
+the cupy generator's stream to be saved and restored like numpy's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from conftest import CUPY, CUPY_DOUBLE
+
+import npgen
+from npgen import backend, metrics
+
+EXAMPLES = Path(__file__).parents[1] / "examples"
+
+
+def _run_on_cupy(script: str, *args: str, cache: Path | None = None) -> str:
+    """Run an example with --backend cupy: on the real cupy with a GPU, else on the double."""
+    env = dict(os.environ)
+    if not CUPY:
+        env["PYTHONPATH"] = os.pathsep.join([str(CUPY_DOUBLE), str(CUPY_DOUBLE.parent), env.get("PYTHONPATH", "")])
+    if cache is not None:
+        env["NPGEN_CACHE"] = str(cache)
+    command = [sys.executable, str(EXAMPLES / script), "--backend", "cupy", *args]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def test_the_cupy_backend_is_npgens_own_loader_on_real_cupy_or_its_double():
+    cupy = backend.get_backend("cupy")
+    assert cupy.xp.__name__ == "cupy" and isinstance(cupy.rng, backend.CupyGenerator)
+    assert CUPY or cupy.xp.__version__.endswith("(test double)")
+
+
+def test_every_backends_generator_saves_and_restores_its_stream(device):
+    rng = backend.get_backend(device).rng
+    rng.normal((3,))
+    state = rng.get_state()
+    first = [
+        backend.to_numpy(rng.normal((4,))),
+        backend.to_numpy(rng.uniform((2,), -1, 1)),
+        backend.to_numpy(rng.permutation(5)),
+    ]
+    rng.set_state(state)
+    again = [
+        backend.to_numpy(rng.normal((4,))),
+        backend.to_numpy(rng.uniform((2,), -1, 1)),
+        backend.to_numpy(rng.permutation(5)),
+    ]
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_the_evaluation_classifier_trains_on_cupy_and_gives_the_callers_stream_back(tmp_path, monkeypatch):
+    monkeypatch.setenv("NPGEN_CACHE", str(tmp_path))
+    monkeypatch.setitem(metrics.CLASSIFIER, "hidden", 16)
+    monkeypatch.setitem(metrics.CLASSIFIER, "epochs", 1)
+    previous = backend.get_backend().name
+    try:
+        npgen.use_backend("cupy")
+        npgen.manual_seed(5)
+        expected = backend.to_numpy(npgen.randn(3).data)
+        npgen.manual_seed(5)
+        model = metrics.load_classifier(progress=False)
+        assert backend.to_numpy(npgen.randn(3).data).tolist() == expected.tolist()
+        assert metrics.accuracy(model, *metrics.load_mnist("test")) > 0.8
+    finally:
+        npgen.use_backend(previous)
+
+
+def _epochs_without_seconds(path: Path) -> list:
+    return [
+        {k: v for k, v in e.items() if "second" not in k}
+        for e in json.loads((path / "metrics.json").read_text())["epochs"]
+    ]
+
+
+VAE_QUICK = ["--hidden", "32", "--zdim", "2", "--train-size", "2000", "--iw-samples", "3"]
+GAN_QUICK = ["--train-size", "640", "--batch-size", "64", "--save-interval", "5", "--n-eval", "200"]
+FLOW_QUICK = ["--hidden", "16", "--n-flows", "1", "--train-size", "500", "--batch-size", "250"]
+
+
+def test_an_interrupted_vae_run_on_cupy_resumes_to_the_same_numbers(tmp_path):
+    straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
+    _run_on_cupy("vae.py", *VAE_QUICK, "--epochs", "2", "--out", str(straight))
+    _run_on_cupy("vae.py", *VAE_QUICK, "--epochs", "1", "--out", str(interrupted))
+    _run_on_cupy("vae.py", *VAE_QUICK, "--epochs", "2", "--resume", "--out", str(interrupted))
+    assert _epochs_without_seconds(straight) == _epochs_without_seconds(interrupted)
+    test = [json.loads((p / "metrics.json").read_text())["test"] for p in (straight, interrupted)]
+    assert test[0] == test[1]
+
+
+def test_an_interrupted_flow_run_on_cupy_resumes_to_the_same_numbers(tmp_path):
+    straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
+    _run_on_cupy("flow.py", *FLOW_QUICK, "--epochs", "2", "--out", str(straight))
+    _run_on_cupy("flow.py", *FLOW_QUICK, "--epochs", "1", "--out", str(interrupted))
+    _run_on_cupy("flow.py", *FLOW_QUICK, "--epochs", "2", "--resume", "--out", str(interrupted))
+    assert _epochs_without_seconds(straight) == _epochs_without_seconds(interrupted)
+
+
+def test_an_interrupted_gan_run_on_cupy_resumes_and_scores_its_samples(tmp_path):
+    straight, interrupted, cache = tmp_path / "straight", tmp_path / "interrupted", tmp_path / "cache"
+    cache.mkdir()
+    metrics.checkpoint.save(cache / _classifier_file(), classifier=metrics.make_classifier(), test_accuracy=0.0)
+    _run_on_cupy("gan.py", *GAN_QUICK, "--epochs", "2", "--out", str(straight), cache=cache)
+    _run_on_cupy("gan.py", *GAN_QUICK, "--epochs", "1", "--out", str(interrupted), cache=cache)
+    _run_on_cupy("gan.py", *GAN_QUICK, "--epochs", "2", "--resume", "--out", str(interrupted), cache=cache)
+    assert _epochs_without_seconds(straight) == _epochs_without_seconds(interrupted)
+    scores = json.loads((straight / "metrics.json").read_text())
+    assert any("inception" in key for key in json.dumps(scores).split('"')), scores
+
+
+def _classifier_file() -> str:
+    return "mnist-classifier-" + "-".join(f"{k}{v}" for k, v in metrics.CLASSIFIER.items()) + ".npz"
