@@ -193,8 +193,12 @@ def clip_grad_norm(params: Iterable[Tensor], max_norm: float) -> float:
     moment estimates and push every parameter a full step along that batch's direction at once.
     """
     grads = [p.grad for p in params if p.grad is not None]
-    # vdot of the flattened gradient with itself: a BLAS dot, no squared temporary of the gradient's size
-    norm = math.sqrt(sum(float(backend.get_array_module(g).vdot(g.ravel(), g.ravel())) for g in grads))
+    if not grads:
+        return 0.0
+    # vdot of the flattened gradient with itself: a BLAS dot, no squared temporary of the gradient's size;
+    # the sum stays on the device, so a GPU run waits for one read back, not one per parameter
+    squares = [backend.get_array_module(g).vdot(g.ravel(), g.ravel()) for g in grads]
+    norm = math.sqrt(float(sum(squares[1:], squares[0])))
     factor = max_norm / (norm + 1e-6)
     if factor < 1:
         for g in grads:

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from conftest import CUPY, CUPY_DOUBLE
 
 import npgen
@@ -23,13 +24,16 @@ EXAMPLES = Path(__file__).parents[1] / "examples"
 
 
 def _run_on_cupy(script: str, *args: str, cache: Path | None = None) -> str:
-    """Run an example with --backend cupy: on the real cupy with a GPU, else on the double."""
-    env = dict(os.environ)
+    """Run an example with --backend cupy (or a module with NPGEN_BACKEND=cupy): real cupy on a GPU, else the double."""
+    env = dict(os.environ, NPGEN_BACKEND="cupy")
     if not CUPY:
         env["PYTHONPATH"] = os.pathsep.join([str(CUPY_DOUBLE), str(CUPY_DOUBLE.parent), env.get("PYTHONPATH", "")])
     if cache is not None:
         env["NPGEN_CACHE"] = str(cache)
-    command = [sys.executable, str(EXAMPLES / script), "--backend", "cupy", *args]
+    if script.startswith("-m"):
+        command = [sys.executable, *script.split(), *args]
+    else:
+        command = [sys.executable, str(EXAMPLES / script), "--backend", "cupy", *args]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
@@ -107,10 +111,23 @@ def test_an_interrupted_flow_run_on_cupy_resumes_to_the_same_numbers(tmp_path):
     assert _epochs_without_seconds(straight) == _epochs_without_seconds(interrupted)
 
 
-def test_an_interrupted_gan_run_on_cupy_resumes_and_scores_its_samples(tmp_path):
-    straight, interrupted, cache = tmp_path / "straight", tmp_path / "interrupted", tmp_path / "cache"
+def _cached_classifier(cache: Path) -> Path:
+    """An (untrained) evaluation classifier in the cache, so scoring runs without a long training."""
     cache.mkdir()
     metrics.checkpoint.save(cache / _classifier_file(), classifier=metrics.make_classifier(), test_accuracy=0.0)
+    return cache
+
+
+def test_the_metrics_command_scores_samples_on_cupy(tmp_path):
+    samples = tmp_path / "samples.npy"
+    np.save(samples, np.random.default_rng(0).uniform(0, 1, (100, 784)).astype(np.float32))
+    out = _run_on_cupy("-m npgen.metrics", str(samples), cache=_cached_classifier(tmp_path / "cache"))
+    assert "inception" in out.lower(), out
+
+
+def test_an_interrupted_gan_run_on_cupy_resumes_and_scores_its_samples(tmp_path):
+    straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
+    cache = _cached_classifier(tmp_path / "cache")
     _run_on_cupy("gan.py", *GAN_QUICK, "--epochs", "2", "--out", str(straight), cache=cache)
     _run_on_cupy("gan.py", *GAN_QUICK, "--epochs", "1", "--out", str(interrupted), cache=cache)
     _run_on_cupy("gan.py", *GAN_QUICK, "--epochs", "2", "--resume", "--out", str(interrupted), cache=cache)
@@ -121,3 +138,17 @@ def test_an_interrupted_gan_run_on_cupy_resumes_and_scores_its_samples(tmp_path)
 
 def _classifier_file() -> str:
     return "mnist-classifier-" + "-".join(f"{k}{v}" for k, v in metrics.CLASSIFIER.items()) + ".npz"
+
+
+def test_clip_grad_norm_reads_one_number_back_from_the_device_however_many_parameters():
+    if CUPY:
+        return  # counting transfers needs the double
+    cupy = backend.get_backend("cupy")
+    params = [npgen.Tensor(cupy.rng.normal((5, 5))) for _ in range(12)]
+    for p in params:
+        p.grad = cupy.rng.normal((5, 5))
+    expected = np.sqrt(sum((backend.to_numpy(p.grad).astype(np.float64) ** 2).sum() for p in params))
+    before = cupy.xp.transfers["to_host"]
+    norm = npgen.optim.clip_grad_norm(params, 0.5)
+    assert cupy.xp.transfers["to_host"] - before == 1
+    assert norm == pytest.approx(expected, rel=1e-5)
