@@ -159,7 +159,7 @@ def main() -> None:
         )
         for real in batches:
             stats = train_step(generator, discriminator, opt_g, opt_d, real, saturating=args.g_loss == "saturating")
-            sums = {k: sums.get(k, 0.0) + v for k, v in stats.items()}
+            sums = {k: sums.get(k, 0.0) + v for k, v in stats.items()}  # 0-d tensors: summed on the device
             step += 1
             if step % args.save_interval == 0:
                 save_grid(
@@ -168,7 +168,7 @@ def main() -> None:
                     nrow=5,
                     title=f"step {step}",
                 )
-        means = {k: v / len(batches) for k, v in sums.items()}
+        means = {k: v.item() / len(batches) for k, v in sums.items()}  # one read from the device per epoch
         history.append({"epoch": epoch, **means, "seconds": time.perf_counter() - start})
         print(
             f"epoch {epoch:3d}  L_D {means['loss_d']:.3f}  L_G {means['loss_g']:.3f}  D(x) {means['d_real']:.3f}"

@@ -93,6 +93,14 @@ class Tensor:
         """The value of a one-element tensor as a Python number."""
         return self.data.item()
 
+    def __float__(self) -> float:
+        return float(self.item())
+
+    def __bool__(self) -> bool:
+        if self.size != 1:  # as in PyTorch: `if loss > 10` must not be silently true for an array
+            raise RuntimeError(f"the truth value of a tensor of shape {self.shape} is ambiguous")
+        return bool(self.item())
+
     def numpy(self) -> np.ndarray:
         """A host (numpy) copy of the data."""
         return backend.to_numpy(self.data).copy()
@@ -354,7 +362,11 @@ def result_type(*operands: Any, float_only: bool = False) -> Any:
 
 
 def _as_tensors(args: tuple, dtype: Any) -> tuple[Tensor, ...]:
-    """Wrap constants (Python numbers, arrays) as Tensors of ``dtype`` on the backend of a Tensor argument."""
+    """Wrap constants (Python numbers, arrays) as Tensors of ``dtype`` on the backend of a Tensor argument.
+
+    A Python number becomes a 0-d array filled on the device (``full``): on a GPU that is a kernel
+    argument, not a host→device copy that the step would wait for.
+    """
     like = next((a for a in args if isinstance(a, Tensor)), None)
     if like is None:
         raise TypeError("an op needs at least one Tensor argument")
@@ -362,7 +374,7 @@ def _as_tensors(args: tuple, dtype: Any) -> tuple[Tensor, ...]:
     return tuple(
         a
         if isinstance(a, Tensor)
-        else Tensor(xp.asarray(a, dtype) if isinstance(a, (bool, int, float)) else a.astype(dtype, copy=False))
+        else Tensor(xp.full((), a, dtype) if isinstance(a, (bool, int, float)) else a.astype(dtype, copy=False))
         for a in args
     )
 

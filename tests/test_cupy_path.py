@@ -152,3 +152,55 @@ def test_clip_grad_norm_reads_one_number_back_from_the_device_however_many_param
     norm = npgen.optim.clip_grad_norm(params, 0.5)
     assert cupy.xp.transfers["to_host"] - before == 1
     assert norm == pytest.approx(expected, rel=1e-5)
+
+
+def _model_steps(rng: np.random.Generator) -> dict:
+    """One training step of each model at small sizes, on the current backend, as the examples run them."""
+    from npgen.models import VAE, Discriminator, Flow, Generator
+    from npgen.models.gan import train_step
+
+    on_device = backend.get_backend().from_host
+    vae, generator, discriminator, flow = VAE(hidden=32), Generator(), Discriminator(), Flow(n_hidden=16)
+    opts = {
+        name: npgen.optim.Adam(m.parameters()) for name, m in [("vae", vae), ("g", generator), ("d", discriminator)]
+    }
+    opts["flow"] = npgen.optim.Adam(flow.parameters())
+    binary = npgen.Tensor(on_device((rng.uniform(size=(16, 784)) < 0.3).astype(np.float32)))
+    real = npgen.Tensor(on_device(rng.uniform(-1, 1, (16, 784)).astype(np.float32)))
+    pixels = on_device(rng.integers(0, 256, (16, 784)).astype(np.uint8))
+
+    def vae_step() -> None:
+        loss = vae.loss(binary)
+        opts["vae"].zero_grad()
+        loss.backward()
+        opts["vae"].step()
+
+    def flow_step() -> None:
+        loss = flow.bpd(pixels).mean()
+        opts["flow"].zero_grad()
+        loss.backward()
+        npgen.optim.clip_grad_norm(flow.parameters(), 10.0)
+        opts["flow"].step()
+
+    return {
+        "VAE": (vae_step, 0),
+        "GAN": (lambda: train_step(generator, discriminator, opts["g"], opts["d"], real), 0),
+        "flow": (flow_step, 1),  # the global gradient norm, read once to decide on clipping
+    }
+
+
+def test_a_training_step_of_each_model_makes_no_hidden_copies_or_synchronisations():
+    if CUPY:
+        return  # counting transfers needs the double
+    previous = backend.get_backend().name
+    try:
+        npgen.use_backend("cupy")
+        transfers = backend.get_backend().xp.transfers
+        for name, (step, reads_allowed) in _model_steps(np.random.default_rng(0)).items():
+            step()  # the first step creates the optimizer state
+            before = dict(transfers)
+            step()
+            counts = {k: transfers[k] - before[k] for k in transfers}
+            assert counts == {"to_host": reads_allowed, "to_device": 0, "synchronize": 0}, (name, counts)
+    finally:
+        npgen.use_backend(previous)

@@ -164,3 +164,10 @@ def test_cross_entropy_keeps_integer_labels_out_of_the_graph():
     logits = npgen.tensor(np.zeros((2, 3)), requires_grad=True)
     F.cross_entropy(logits, np.array([0, 2])).backward()
     np.testing.assert_allclose(logits.grad, [[-1 / 3, 1 / 6, 1 / 6], [1 / 6, 1 / 6, -1 / 3]])
+
+
+def test_a_one_element_tensor_converts_to_bool_and_float_and_a_larger_one_refuses():
+    loss = npgen.tensor(2.5)
+    assert float(loss) == 2.5 and (loss > 2) and not (loss > 3)
+    with pytest.raises(RuntimeError, match=r"\(2,\) is ambiguous"):
+        bool(npgen.tensor([1.0, 2.0]) > 0)

@@ -71,11 +71,13 @@ def generator_loss(fake_logits: Tensor, saturating: bool = False) -> Tensor:
     return -F.softplus(fake_logits).mean() if saturating else F.softplus(-fake_logits).mean()
 
 
-def discriminator_step(discriminator: Discriminator, opt_d: Optimizer, real: Tensor, fake: Tensor) -> dict[str, float]:
+def discriminator_step(discriminator: Discriminator, opt_d: Optimizer, real: Tensor, fake: Tensor) -> dict[str, Tensor]:
     """Update D on real images and a fake batch; the fake batch is detached, so no gradient reaches G.
 
     D has no batch statistics, so one pass over the stacked batch [real; fake] gives the same
-    logits as two passes, with matrix products twice as tall, which BLAS runs faster.
+    logits as two passes, with matrix products twice as tall, which BLAS runs faster. Returns the
+    loss and the mean D(x), D(G(z)) as 0-d tensors on the device: the caller decides when to read
+    them (each read waits for the GPU).
     """
     logits = discriminator(F.concatenate([real, fake.detach()], axis=0))
     real_logits, fake_logits = F.split(logits, [len(real)], axis=0)
@@ -84,12 +86,12 @@ def discriminator_step(discriminator: Discriminator, opt_d: Optimizer, real: Ten
     loss_d.backward()
     opt_d.step()
     with no_grad():
-        d_real, d_fake = F.sigmoid(real_logits).mean().item(), F.sigmoid(fake_logits).mean().item()
-    return {"loss_d": loss_d.item(), "d_real": d_real, "d_fake": d_fake}
+        d_real, d_fake = F.sigmoid(real_logits).mean(), F.sigmoid(fake_logits).mean()
+    return {"loss_d": loss_d.detach(), "d_real": d_real, "d_fake": d_fake}
 
 
-def generator_step(discriminator: Discriminator, opt_g: Optimizer, fake: Tensor, saturating: bool = False) -> float:
-    """Update G through a frozen D: D's parameters get no gradient and are not stepped."""
+def generator_step(discriminator: Discriminator, opt_g: Optimizer, fake: Tensor, saturating: bool = False) -> Tensor:
+    """Update G through a frozen D: D's parameters get no gradient and are not stepped; returns the loss (0-d)."""
     discriminator.requires_grad_(False)
     try:
         loss_g = generator_loss(discriminator(fake), saturating)
@@ -98,7 +100,7 @@ def generator_step(discriminator: Discriminator, opt_g: Optimizer, fake: Tensor,
         opt_g.step()
     finally:
         discriminator.requires_grad_(True)
-    return loss_g.item()
+    return loss_g.detach()
 
 
 def train_step(
@@ -108,7 +110,7 @@ def train_step(
     opt_d: Optimizer,
     real: Tensor,
     saturating: bool = False,
-) -> dict[str, float]:
+) -> dict[str, Tensor]:
     """One discriminator update, then one generator update, on a batch of real images in [−1, 1].
 
     The fake batch is generated once and serves both steps (as in PyTorch's DCGAN example).
