@@ -12,7 +12,7 @@ Memory: a Function holds its outputs only weakly, and the pass frees every node'
 arrays and links as soon as the node is done, so no graph outlives a training step.
 
 Types follow PyTorch's promotion rule (``result_type``, spelled out in ``npgen.dtypes``):
-dimensioned tensors outrank 0-d tensors, which outrank constants (Python numbers, raw arrays);
+dimensioned tensors outrank 0-d tensors, which outrank constants (Python numbers, floating arrays);
 a lower rank counts only if its category is higher (bool < integer < floating), a floating
 constant then as float32. So an integer tensor times 0.5 is float32, never truncated, a constant
 takes a floating tensor's dtype, and every gradient has its input's dtype.
@@ -63,12 +63,21 @@ class Tensor:
         if isinstance(data, (np.generic, int, float, bool)):
             data = np.asarray(data)  # numpy reductions return scalars; keep everything an array
         backend.backend_of(data)  # fails clearly on lists, strings, foreign arrays
-        if requires_grad and data.dtype.kind != "f":
-            raise TypeError(f"only floating-point tensors can require gradients, got dtype {data.dtype}")
         self.data = data
         self.grad: Any = None
         self.requires_grad = requires_grad
         self.creator: Function | None = None
+
+    @property
+    def requires_grad(self) -> bool:
+        """Whether backward computes a gradient for this tensor (floating-point tensors only)."""
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, value: bool) -> None:
+        if value and self.data.dtype.kind != "f":  # an integer gradient would be silently truncated
+            raise TypeError(f"only floating-point tensors can require gradients, got dtype {self.data.dtype}")
+        self._requires_grad = value
 
     # --- what the array is -----------------------------------------------------------
     shape = property(lambda self: self.data.shape, doc="The shape of the data.")
@@ -122,9 +131,9 @@ class Tensor:
         if not self.requires_grad:
             raise RuntimeError("backward() on a tensor that does not require grad (made under no_grad?)")
         grad = self._seed_gradient(grad)
-        given: set[int] = set()  # the arrays already stored in some leaf's .grad
+        stored: set[int] = set()  # the arrays already stored in some leaf's .grad
         if self.creator is None:
-            self._accumulate(grad, given)
+            self._accumulate(grad, stored)
             return
 
         pending = _count_consumers(self.creator)
@@ -138,7 +147,7 @@ class Tensor:
                 )
             upstream = node.output_grads(grads)
             if upstream is not None:
-                node.apply_backward(upstream, grads, given)
+                node.apply_backward(upstream, grads, stored)
             for x in node.inputs:
                 if x.creator is not None:
                     pending[x.creator] -= 1
@@ -159,10 +168,10 @@ class Tensor:
             raise RuntimeError(f"backward(grad): grad has shape {grad.shape}, but the tensor has shape {self.shape}")
         return grad.astype(self.dtype)  # a copy: the caller's array never becomes a .grad
 
-    def _accumulate(self, grad: Any, given: set[int]) -> None:
+    def _accumulate(self, grad: Any, stored: set[int]) -> None:
         """Add ``grad`` into .grad, which is always this leaf's own writable array.
 
-        A first gradient is stored as it is only if nothing else can see it: a view (of another
+        A first gradient is kept as it is unless another leaf could see it: a view (of another
         gradient, or a read-only broadcast) or an array already in another leaf's .grad is copied.
         """
         if isinstance(grad, np.generic):
@@ -172,8 +181,8 @@ class Tensor:
         if self.grad is not None:
             self.grad = self.grad + grad
         else:
-            self.grad = grad.copy() if grad.base is not None or id(grad) in given else grad
-        given.add(id(self.grad))
+            self.grad = grad.copy() if grad.base is not None or id(grad) in stored else grad
+        stored.add(id(self.grad))
 
     def sum(self, axis: int | tuple | None = None, keepdims: bool = False) -> Tensor:
         """Sum over ``axis`` (all axes if None)."""
@@ -269,6 +278,8 @@ class Function:
     gradient per input (None where an input needs none), each of that input's shape;
     ``self.needs_input_grad`` says which inputs need one, so backward can skip the work for
     constants (a mask, noise, a scalar factor), which is often as large as the rest.
+    backward may return g itself, but must not change g in place nor return an array that
+    something else holds (a saved input): the engine hands g on to other inputs and leaves.
     """
 
     inputs: tuple[Tensor, ...] = ()
@@ -290,7 +301,8 @@ class Function:
             self.outputs = [weakref.ref(y) for y in outputs]  # weak: outputs own their creator
             self.output_meta = [(y.shape, y.dtype) for y in outputs]
             for y in outputs:
-                y.requires_grad, y.creator = True, self
+                if y.dtype.kind == "f":  # an integer output (an index, a count) has no gradient, as in PyTorch
+                    y.requires_grad, y.creator = True, self
         else:
             self.saved = ()  # nothing will call backward: drop what forward kept
         return tuple(outputs) if multiple else outputs[0]
@@ -316,7 +328,7 @@ class Function:
         xp = backend.get_array_module(next(g for g in found if g is not None))
         return [xp.zeros(s, d) if g is None else g for g, (s, d) in zip(found, self.output_meta)]
 
-    def apply_backward(self, upstream: list, grads: dict[Tensor, Any], given: set[int]) -> None:
+    def apply_backward(self, upstream: list, grads: dict[Tensor, Any], stored: set[int]) -> None:
         """Run backward and hand each input its gradient, in its dtype (leaves keep theirs in .grad)."""
         gxs = self.backward(*upstream)
         gxs = gxs if isinstance(gxs, tuple) else (gxs,)
@@ -335,7 +347,7 @@ class Function:
             if gx.dtype != x.dtype:
                 gx = gx.astype(x.dtype)  # computed in a promoted dtype; the input keeps its own
             if x.creator is None:
-                x._accumulate(gx, given)
+                x._accumulate(gx, stored)
             else:
                 grads[x] = gx if x not in grads else grads[x] + gx
 
@@ -354,7 +366,7 @@ def result_type(*operands: Any, float_only: bool = False) -> Any:
     """The dtype of an op's result by PyTorch's promotion rule (see this module's docstring)."""
     ranks: tuple[list, list, list] = ([], [], [])  # dimensioned tensors, 0-d tensors, constants
     for a in operands:
-        if isinstance(a, Tensor):
+        if isinstance(a, Tensor) or dtypes.is_integer_array(a):  # integer arrays widen like tensors: no wrap-around
             ranks[a.ndim == 0].append(a.dtype)
         else:
             ranks[2].append(dtypes.constant_dtype(a))
@@ -457,7 +469,11 @@ class Neg(Function):
 
 
 class Pow(Function):
-    """y = aᵇ; ∂L/∂a = g·b·aᵇ⁻¹, ∂L/∂b = g·y·ln a (b is usually a constant: its gradient is skipped)."""
+    """y = aᵇ; ∂L/∂a = g·b·aᵇ⁻¹, ∂L/∂b = g·y·ln a (b is usually a constant: its gradient is skipped).
+
+    As in PyTorch, ∂y/∂a is 0 where b = 0 (a⁰ = 1 for every a) and ∂y/∂b is 0 where a = 0 and
+    b ≥ 0 (0ᵇ is constant there), instead of the 0·∞ the formulas give at a = 0.
+    """
 
     def forward(self, a, b):
         y = a**b
@@ -467,8 +483,10 @@ class Pow(Function):
     def backward(self, g):
         a, b, y = self.saved
         need_a, need_b = self.needs_input_grad
-        ga = unbroadcast(g * b * a ** (b - 1), a.shape) if need_a else None
-        gb = unbroadcast(g * y * backend.get_array_module(a).log(a), b.shape) if need_b else None
+        xp = backend.get_array_module(a)
+        with np.errstate(divide="ignore", invalid="ignore"):  # the 0·∞ cases are replaced just below
+            ga = unbroadcast(g * xp.where(b == 0, 0, b * a ** (b - 1)), a.shape) if need_a else None
+            gb = unbroadcast(g * xp.where((a == 0) & (b >= 0), 0, y * xp.log(a)), b.shape) if need_b else None
         return ga, gb
 
 
@@ -504,7 +522,8 @@ class Sum(Function):
 
     def forward(self, x):
         self.save_for_backward(x.shape)
-        return x.sum(axis=self.axis, keepdims=self.keepdims)
+        wide = np.int64 if x.dtype.kind in "biu" else None  # integers sum to int64, as in PyTorch
+        return x.sum(axis=self.axis, keepdims=self.keepdims, dtype=wide)
 
     def backward(self, g):
         (shape,) = self.saved

@@ -1,7 +1,9 @@
 """Type promotion: which dtype an op computes in, by PyTorch's rule.
 
 Each dtype has a category: bool < integer < floating. Operands come in three ranks: dimensioned
-tensors, 0-d tensors, and constants (Python numbers and raw arrays). Within a rank, the higher
+tensors, 0-d tensors, and constants (Python numbers and floating-point arrays; a raw integer or
+bool array counts as a tensor of its shape, so an int8 tensor plus an int64 array is int64, never
+wrapped around). Within a rank, the higher
 category wins, and within a category the wider type (int32 ⊕ int64 → int64, float32 ⊕ float64 →
 float64). Across ranks, the highest rank present decides, and a lower rank changes the result only
 if its category is higher: a float32 tensor times a float64 array stays float32, an integer tensor
@@ -19,7 +21,7 @@ FLOAT32 = np.dtype(np.float32)  # PyTorch's default floating dtype
 
 
 def category(dtype: Any) -> int:
-    """0 for bool, 1 for integers, 2 for floating point: the order in which types promote."""
+    """0 for bool, 1 for integers, 2 for floating point (npgen has no complex types): the order of promotion."""
     return {"b": 0, "u": 1, "i": 1}.get(dtype.kind, 2)
 
 
@@ -29,6 +31,11 @@ def promote_types(a: Any, b: Any) -> Any:
         return a
     ca, cb = category(a), category(b)
     return np.result_type(a, b) if ca == cb else a if ca > cb else b
+
+
+def is_integer_array(value: Any) -> bool:
+    """Whether ``value`` is a raw array (or numpy scalar) of integers or bools: it promotes like a tensor."""
+    return not isinstance(value, (bool, int, float)) and getattr(value, "dtype", np.dtype(float)).kind in "biu"
 
 
 def constant_dtype(value: Any) -> Any:

@@ -198,10 +198,10 @@ class Linear(FloatFunction):
     """
 
     def forward(self, x, weight, bias=None):
-        if x.ndim == 0 or x.shape[-1] != weight.shape[1]:
+        if x.ndim == 0 or weight.ndim != 2 or x.shape[-1] != weight.shape[1]:
             raise ValueError(
                 f"linear: input of shape {x.shape} does not fit weight of shape {weight.shape} "
-                f"(in_features={weight.shape[1]} must be the input's last axis)"
+                f"(a weight is (out_features, in_features); in_features={weight.shape[-1]} is the input's last axis)"
             )
         self.save_for_backward(x, weight)
         y = x @ weight.T

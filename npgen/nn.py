@@ -147,9 +147,15 @@ class Module:
 
     # --- state -----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """Parameters and buffers by dotted name, as raw arrays (the live ones, not copies)."""
-        state = {name: p.data for name, p in self._named_members("_parameters", remove_duplicate=False)}
-        state.update(self._named_members("_buffers", remove_duplicate=False))
+        """Parameters and buffers by dotted name, module by module, as raw arrays (the live ones, not copies).
+
+        As in PyTorch, a shared module or parameter appears under every name it has.
+        """
+        state = {}
+        for prefix, module in self.named_modules(remove_duplicate=False):
+            for name in [*module._parameters, *module._buffers]:
+                value = getattr(module, name)
+                state[f"{prefix}.{name}" if prefix else name] = value.data if isinstance(value, Tensor) else value
         return state
 
     def check_state_dict(self, state: dict[str, Any]) -> None:
@@ -172,12 +178,14 @@ class Module:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Copy arrays (numpy or device) into parameters and buffers, by name; all or nothing."""
         self.check_state_dict(state)
-        for prefix, module in self.named_modules():
+        for prefix, module in self.named_modules(
+            remove_duplicate=False
+        ):  # a shared one loads its last name, as in PyTorch
             for name in module._buffers:
                 key = f"{prefix}.{name}" if prefix else name
                 object.__setattr__(module, name, _converted(state[key], getattr(module, name)))
-        for name, p in self.named_parameters():  # a shared parameter loads from its first name
-            p.data = _converted(state[name], p.data)
+            for name, p in module._parameters.items():
+                p.data = _converted(state[f"{prefix}.{name}" if prefix else name], p.data)
 
     def __repr__(self) -> str:
         lines = [f"  ({name}): {child!r}".replace("\n", "\n  ") for name, child in self._modules.items()]

@@ -200,7 +200,7 @@ def clip_grad_norm(params: Iterable[Tensor], max_norm: float) -> float:
     squares = [backend.get_array_module(g).vdot(g.ravel(), g.ravel()) for g in grads]
     norm = math.sqrt(float(sum(squares[1:], squares[0])))
     factor = max_norm / (norm + 1e-6)
-    if factor < 1:
+    if not factor >= 1:  # also for a NaN norm, which then spreads to every gradient, as in PyTorch
         for g in grads:
             g *= factor
     return norm

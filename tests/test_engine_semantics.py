@@ -171,3 +171,32 @@ def test_a_one_element_tensor_converts_to_bool_and_float_and_a_larger_one_refuse
     assert float(loss) == 2.5 and (loss > 2) and not (loss > 3)
     with pytest.raises(RuntimeError, match=r"\(2,\) is ambiguous"):
         bool(npgen.tensor([1.0, 2.0]) > 0)
+
+
+def test_an_integer_array_widens_an_integer_tensor_instead_of_wrapping_around():
+    small = npgen.tensor(np.array([100], np.int8))
+    assert (small + np.array([1000])).numpy().tolist() == [1100]
+    assert (small + 1).dtype == np.int8  # a Python int is a constant: the tensor's dtype stays
+
+
+def test_unsigned_integers_sum_to_int64():
+    assert npgen.tensor(np.array([200, 100], np.uint8)).sum().dtype == np.int64
+
+
+def test_an_integer_tensor_cannot_be_switched_to_require_gradients():
+    x = npgen.tensor(np.array([1, 2]))
+    with pytest.raises(TypeError, match="int64"):
+        x.requires_grad = True
+
+
+def test_pow_at_a_zero_base_has_pytorchs_gradients_not_nan():
+    base = npgen.tensor([0.0, 0.0, 0.0, 2.0], requires_grad=True)
+    exponent = npgen.tensor([0.0, 2.0, 0.5, 0.0], requires_grad=True)
+    (base**exponent).sum().backward()
+    np.testing.assert_array_equal(base.grad, [0.0, 0.0, np.inf, 0.0])
+    np.testing.assert_allclose(exponent.grad, [0.0, 0.0, 0.0, np.log(2.0)], rtol=1e-6)
+
+
+def test_a_linear_weight_that_is_not_a_matrix_gets_a_shape_error():
+    with pytest.raises(ValueError, match=r"\(2, 4\).*\(4,\)"):
+        F.linear(npgen.randn(2, 4), npgen.randn(4))

@@ -272,6 +272,7 @@ INTEGER_CASES = {
     "bool_plus_int": (lambda x: x + 1, np.array([True, False])),
     "bool_times_float": (lambda x: x * 1.5, np.array([True, False])),
     "bool_sum": (lambda x: x.sum(), np.array([True, False, True])),
+    "uint8_sum_axis": (lambda x: x.sum(0), np.array([[200, 100], [100, 250]], np.uint8)),
 }
 
 
@@ -362,9 +363,39 @@ def test_layer_matches_pytorch_in_training_and_evaluation(name, dtype):
             p.grad, q.grad = None, None
     for key, value in theirs.state_dict().items():
         np.testing.assert_allclose(np.asarray(ours.state_dict()[key]), value.numpy(), **TOLERANCE[dtype], err_msg=key)
+    assert list(ours.state_dict()) == list(theirs.state_dict())
     ours.eval(), theirs.eval()
     x = np.random.default_rng(9).uniform(-2, 2, shape).astype(dtype)
     _compare(f"{name} evaluation output", ours(npgen.tensor(x)).numpy(), theirs(torch.tensor(x)), dtype)
+
+
+def test_pow_at_a_zero_base_matches_pytorch():
+    base, exponent = np.array([0.0, 0.0, 0.0, 2.0, 0.0]), np.array([0.0, 2.0, 0.5, 0.0, 1.0])
+    (_, grads), (_, torch_grads) = run_both(lambda a, b: a**b, lambda a, b: a**b, [base, exponent])
+    for ours, theirs in zip(grads, torch_grads):
+        np.testing.assert_array_equal(ours, theirs.numpy())
+
+
+def test_a_shared_parameter_loads_from_its_last_name_as_in_pytorch():
+    shared = torch.nn.Linear(2, 2)
+    theirs = torch.nn.Sequential(shared, torch.nn.Tanh(), shared)
+    lin = nn.Linear(2, 2)
+    ours = nn.Sequential(lin, nn.Tanh(), lin)
+    state = {
+        k: np.full(tuple(v.shape), 1.0 if k.startswith("0.") else 2.0, np.float32)
+        for k, v in theirs.state_dict().items()
+    }
+    theirs.load_state_dict({k: torch.tensor(v) for k, v in state.items()})
+    ours.load_state_dict(state)
+    np.testing.assert_array_equal(lin.weight.data, shared.weight.detach().numpy())
+
+
+def test_clip_grad_norm_of_a_nan_gradient_spreads_nan_as_in_pytorch():
+    ours, theirs = npgen.Tensor(np.zeros(2)), torch.zeros(2, dtype=torch.float64, requires_grad=True)
+    ours.grad, theirs.grad = np.array([np.nan, 1.0]), torch.tensor([np.nan, 1.0], dtype=torch.float64)
+    assert np.isnan(npgen.optim.clip_grad_norm([ours], 1.0))
+    torch.nn.utils.clip_grad_norm_([theirs], 1.0)
+    np.testing.assert_array_equal(ours.grad, theirs.grad.numpy())
 
 
 def test_a_shared_layer_trains_as_in_pytorch():
