@@ -60,16 +60,27 @@ def synchronize(xp: Any) -> None:
         xp.cuda.Device().synchronize()
 
 
+def calls_per_sync(xp: Any) -> int:
+    """How many calls one measurement runs back to back before it waits for the device (1 on the host).
+
+    A GPU runs work queued behind the host: a synchronisation after every call would time the
+    launch-and-wait round trip, not the device's work. One per measurement of 20 calls does not.
+    """
+    return 1 if xp is np else 20
+
+
 def median_seconds(fn: Callable[[], Any], xp: Any, repeats: int) -> float:
-    """Median wall time of ``fn`` over ``repeats`` runs, after one warm-up run."""
+    """Median wall time per call of ``fn`` over ``repeats`` measurements, after one warm-up run."""
+    calls = calls_per_sync(xp)
     fn()
     synchronize(xp)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        fn()
+        for _ in range(calls):
+            fn()
         synchronize(xp)
-        times.append(time.perf_counter() - start)
+        times.append((time.perf_counter() - start) / calls)
     return statistics.median(times)
 
 
@@ -181,6 +192,8 @@ def model_rows(name: str, repeats: int) -> list[str]:
     xp = backend.get_backend(name).xp
     rows = []
     for label, make_step in npgen_models.STEPS.items():
+        if name == "cupy":
+            xp.get_default_memory_pool().free_all_blocks()  # the pool's high-water mark starts afresh
         step = make_step(np.random.default_rng(0))
         steps, floors = [], []
         for _ in range(repeats):
@@ -189,7 +202,9 @@ def model_rows(name: str, repeats: int) -> list[str]:
         seconds, floor = statistics.median(steps), statistics.median(floors)
         ratio = statistics.median(s / f for s, f in zip(steps, floors))
         epoch = seconds * npgen_models.STEPS_PER_EPOCH[label]
+        device = backend.device_memory_mib() if name == "cupy" else None
         cells = [f"{seconds * 1e3:.1f}", f"{epoch:.1f}", f"{floor * 1e3:.1f}", f"{ratio:.2f}"]
+        cells.append("—" if device is None else f"{device:.0f}")
         rows.append(f"| {name} | {label} | " + " | ".join(cells) + " |")
     return rows
 
@@ -310,8 +325,7 @@ def machine() -> str:
 
         parts.append(f"torch {torch.__version__} ({blas_threads()} threads)")
     if "cupy" in available_backends()[0]:
-        import cupy
-
+        cupy = backend.get_backend("cupy").xp
         parts.append(f"cupy {cupy.__version__} on {cupy.cuda.runtime.getDeviceProperties(0)['name'].decode()}")
     settings = [f"{v}={os.environ[v]}" for v in sorted(os.environ) if v.startswith("OPENBLAS_")]
     parts += settings or ["no OPENBLAS_* variables set"]
@@ -348,7 +362,8 @@ def main() -> None:
         table(["backend", "product", "shape", "GFLOP/s"], sum((gemm_rows(n, repeats) for n in names), [])),
         table(["backend", "op", "µs per forward + backward"], sum((overhead_rows(n, repeats) for n in names), [])),
         table(
-            ["backend", "model", "ms per training step", "s per epoch (implied)", "BLAS floor, ms per step", "ratio"],
+            ["backend", "model", "ms per training step", "s per epoch (implied)", "BLAS floor, ms per step", "ratio"]
+            + ["GPU memory pool, MiB"],
             sum((model_rows(n, repeats) for n in names), []),
         ),
         table(

@@ -60,6 +60,12 @@ def peak_memory_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def memory_report() -> str:
+    """Peak host memory, and on a GPU the memory cupy's pool holds (its high-water mark)."""
+    device = backend.device_memory_mib() if backend.get_backend().name == "cupy" else None
+    return f"peak {peak_memory_mib():.0f} MiB" + ("" if device is None else f", GPU pool {device:.0f} MiB")
+
+
 def mean_bpd(flow: Flow, images: object, batch_size: int = 500) -> float:
     """Mean bits/dim over ``images`` (one dequantization sample each)."""
     with npgen.no_grad():
@@ -126,15 +132,16 @@ def main() -> None:
                 "val_bpd": val,
                 "seconds": seconds,
                 "peak_memory_mib": peak_memory_mib(),
+                "device_memory_mib": backend.device_memory_mib() if args.backend == "cupy" else None,
                 "grad_norm_median": float(np.median(grad_norms)) if grad_norms else None,
                 "grad_norm_max": float(np.max(grad_norms)) if grad_norms else None,
                 "clipped_steps": int(np.sum(np.array(grad_norms) > args.clip_grad)),
             }
         )
-        train_bpd, memory, clipped = history[-1]["train_bpd"], peak_memory_mib(), history[-1]["clipped_steps"]
+        train_bpd, clipped = history[-1]["train_bpd"], history[-1]["clipped_steps"]
         print(
             f"epoch {epoch:3d}  train {train_bpd:.4f} bits/dim  val {val:.4f}  {seconds:6.1f} s  "
-            f"peak {memory:.0f} MiB  clipped steps {clipped}"
+            f"{memory_report()}  clipped steps {clipped}"
         )
         if epoch in tags:
             save_samples(flow, sample_z, args.out, tags[epoch])
@@ -153,7 +160,8 @@ def main() -> None:
     # the median, which one epoch that shared the machine does not move
     results["seconds_per_epoch"] = float(np.median([h["seconds"] for h in history])) if history else None
     results["peak_memory_mib"] = peak_memory_mib()
-    print(f"peak resident memory {results['peak_memory_mib']:.0f} MiB")
+    results["device_memory_mib"] = backend.device_memory_mib() if args.backend == "cupy" else None
+    print(f"memory: {memory_report()}")
     (args.out / "metrics.json").write_text(json.dumps(results, indent=2))
     curves = {"train": [h["train_bpd"] for h in history], "validation": [h["val_bpd"] for h in history]}
     save_curves(curves, args.out / "bpd.png", "epoch", "bits per dimension", "Real NVP on MNIST")

@@ -210,11 +210,17 @@ def to_numpy(array: Any) -> np.ndarray:
 
 _adam_kernel: Any = None
 
-_ADAM_KERNEL_BODY = """
+# The fused Adam update as a cupy ElementwiseKernel: (input parameters, output parameters, body, name).
+ADAM_KERNEL = (
+    "T g, T b1, T b2, T step_size, T sqrt_bc2, T eps",
+    "T p, T m, T v",
+    """
 m = b1 * m + (1 - b1) * g;
 v = b2 * v + (1 - b2) * g * g;
 p -= step_size * m / (sqrt(v) / sqrt_bc2 + eps);
-"""
+""",
+    "npgen_adam",
+)
 
 
 def fused_adam(array: Any) -> Callable | None:
@@ -224,15 +230,19 @@ def fused_adam(array: Any) -> Callable | None:
     if cupy_backend is None or not isinstance(array, cupy_backend.array_type):
         return None
     if _adam_kernel is None:
-        _adam_kernel = cupy_backend.xp.ElementwiseKernel(
-            "T g, T b1, T b2, T step_size, T sqrt_bc2, T eps", "T p, T m, T v", _ADAM_KERNEL_BODY, "npgen_adam"
-        )
+        _adam_kernel = cupy_backend.xp.ElementwiseKernel(*ADAM_KERNEL)
 
     def update(g: Any, b1: float, b2: float, step_size: float, sqrt_bc2: float, eps: float, p: Any, m: Any, v: Any):
         scalar = p.dtype.type
         _adam_kernel(g, scalar(b1), scalar(b2), scalar(step_size), scalar(sqrt_bc2), scalar(eps), p, m, v)
 
     return update
+
+
+def device_memory_mib() -> float | None:
+    """MiB held by cupy's memory pool: its high-water mark, since the pool keeps freed blocks. None without cupy."""
+    cupy_backend = _backends.get("cupy")
+    return None if cupy_backend is None else cupy_backend.xp.get_default_memory_pool().total_bytes() / 2**20
 
 
 def manual_seed(seed: int) -> None:

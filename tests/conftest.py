@@ -21,10 +21,14 @@ def _load_cupy_or_its_double() -> str:
         backend.get_backend("cupy")
         return "cupy"
     except Exception:  # no cupy, no device, a missing CUDA library: any failure means "no real cupy"
-        for name in [m for m in sys.modules if m == "cupy" or m.startswith("cupy.")]:
-            del sys.modules[name]
+        saved = {m: sys.modules.pop(m) for m in [m for m in sys.modules if m == "cupy" or m.startswith("cupy.")]}
         sys.path.insert(0, str(CUPY_DOUBLE))
-        backend.get_backend("cupy")  # npgen's own _load_cupy, importing the double as cupy
+        try:
+            backend.get_backend("cupy")  # npgen's own _load_cupy, importing the double as cupy
+        finally:  # npgen keeps the double as its backend; other packages (torch) see the real cupy or none
+            sys.path.remove(str(CUPY_DOUBLE))
+            sys.modules.pop("cupy", None)
+            sys.modules.update(saved)
         return "cupy double"
 
 

@@ -109,7 +109,7 @@ def test_the_floor_ratio_is_the_median_of_ratios_of_alternating_rounds(monkeypat
     monkeypatch.setattr(bench, "median_seconds", lambda fn, xp, repeats: next(steps))
     monkeypatch.setattr(bench, "blas_floor_seconds", lambda name, shapes, repeats: next(floors))
     [row] = bench.model_rows("numpy", repeats=3)
-    assert row == "| numpy | tiny | 4000.0 | 400.0 | 2000.0 | 1.00 |"
+    assert row == "| numpy | tiny | 4000.0 | 400.0 | 2000.0 | 1.00 | — |"
 
 
 def test_the_pytorch_gemm_rows_give_both_rates_at_every_model_shape():
@@ -128,3 +128,30 @@ def test_alternating_medians_take_turns_and_give_one_median_per_function(monkeyp
     medians = bench.alternating_medians(fns, rounds=2, repeats=1)
     assert calls == ["pause", "a", "a", "pause", "b", "b"] * 2  # each turn: a pause, a warm-up, one timed run
     assert set(medians) == {"a", "b"} and all(seconds >= 0 for seconds in medians.values())
+
+
+def test_a_gpu_measurement_runs_many_calls_per_synchronisation():
+    cupy = npgen.backend.get_backend("cupy").xp
+    if not hasattr(cupy, "transfers"):
+        pytest.skip("counting synchronisations needs the cupy test double")
+    calls = []
+    before = cupy.transfers["synchronize"]
+    bench.median_seconds(lambda: calls.append(1), cupy, repeats=3)
+    assert len(calls) == 1 + 3 * bench.calls_per_sync(cupy) and bench.calls_per_sync(cupy) > 1
+    assert cupy.transfers["synchronize"] - before == 1 + 3  # after the warm-up, then once per measurement
+    host_calls = []
+    bench.median_seconds(lambda: host_calls.append(1), np, repeats=3)
+    assert len(host_calls) == 4
+
+
+def test_gpu_model_rows_report_the_memory_pool(monkeypatch):
+    monkeypatch.setattr(npgen_models, "STEPS", {"tiny": lambda rng: lambda: None})
+    monkeypatch.setattr(npgen_models, "STEPS_PER_EPOCH", {"tiny": 100})
+    monkeypatch.setattr(npgen_models, "FORWARD_MATMULS", {"tiny": [(2, 2, 2)]})
+    previous = npgen.backend.get_backend().name
+    try:
+        [row] = bench.model_rows("cupy", repeats=1)
+    finally:
+        npgen.use_backend(previous)
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[:2] == ["cupy", "tiny"] and float(cells[-1]) >= 0
