@@ -205,3 +205,30 @@ def test_a_training_step_of_each_model_makes_no_hidden_copies_or_synchronisation
             assert counts == {"to_host": reads_allowed, "to_device": 0, "synchronize": 0}, (name, counts)
     finally:
         npgen.use_backend(previous)
+
+
+def test_adam_on_cupy_runs_the_fused_kernel_and_matches_the_host_update():
+    cupy = backend.get_backend("cupy")
+    start = np.random.default_rng(0).normal(size=(4, 3))
+    host, device = (
+        npgen.Tensor(start.copy(), requires_grad=True),
+        npgen.Tensor(cupy.from_host(start), requires_grad=True),
+    )
+    opts = [npgen.optim.Adam([p], lr=0.1, betas=(0.8, 0.9), weight_decay=0.01) for p in (host, device)]
+    for t in range(3):
+        g = np.random.default_rng(t).normal(size=(4, 3))
+        host.grad, device.grad = g.copy(), cupy.from_host(g)
+        for opt in opts:
+            opt.step()
+    assert backend.fused_adam(device.data) is not None and backend.fused_adam(host.data) is None
+    np.testing.assert_allclose(backend.to_numpy(device.data), host.data, rtol=1e-12)
+
+
+def test_the_classifier_example_trains_on_cupy(tmp_path):
+    _run_on_cupy("mnist_classifier.py", "--epochs", "1", "--train-size", "3000", "--out", str(tmp_path))
+    assert json.loads((tmp_path / "metrics.json").read_text())["test_accuracy"] > 0.7
+
+
+def test_the_gpu_extra_brings_the_cuda_libraries_cupy_loads():
+    setup = (Path(__file__).parents[1] / "setup.py").read_text()
+    assert '"gpu": ["cupy-cuda12x[ctk]' in setup
