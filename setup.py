@@ -16,7 +16,7 @@ setup(
     install_requires=["numpy>=1.24", "scipy>=1.10", "matplotlib>=3.6", "tqdm>=4.60"],
     extras_require={
         "test": ["pytest>=7", "ruff==0.17.6", "hypothesis>=6"],
-        "gpu": ["cupy-cuda12x[ctk]>=13"],  # ctk: the CUDA libraries cupy loads at run time (cuRAND, cuBLAS, NVRTC…)
+        "gpu": ["cupy-cuda12x[ctk]>=14"],  # ctk: the CUDA libraries cupy loads at run time (cuRAND, cuBLAS, NVRTC…)
         # the benchmark's reference rows (PyTorch versions of the models) and its BLAS report; npgen never imports them
         "bench": ["torch>=2.0", "threadpoolctl>=3"],
     },

@@ -195,14 +195,16 @@ def model_rows(name: str, repeats: int) -> list[str]:
         if name == "cupy":
             xp.get_default_memory_pool().free_all_blocks()  # the pool's high-water mark starts afresh
         step = make_step(np.random.default_rng(0))
+        step()  # the optimizer's state exists from the first step on
+        device = backend.device_memory_mib() if name == "cupy" else None  # this model's, before the floor's matrices
         steps, floors = [], []
         for _ in range(repeats):
             steps.append(median_seconds(step, xp, 3))
             floors.append(blas_floor_seconds(name, npgen_models.FORWARD_MATMULS[label], 3))
+        del step  # its model, optimizer state and batch go back to the pool before the next model
         seconds, floor = statistics.median(steps), statistics.median(floors)
         ratio = statistics.median(s / f for s, f in zip(steps, floors))
         epoch = seconds * npgen_models.STEPS_PER_EPOCH[label]
-        device = backend.device_memory_mib() if name == "cupy" else None
         cells = [f"{seconds * 1e3:.1f}", f"{epoch:.1f}", f"{floor * 1e3:.1f}", f"{ratio:.2f}"]
         cells.append("—" if device is None else f"{device:.0f}")
         rows.append(f"| {name} | {label} | " + " | ".join(cells) + " |")

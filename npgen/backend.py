@@ -127,8 +127,10 @@ def _load_cupy() -> Backend:
     if count == 0:
         raise RuntimeError("the cupy backend needs a CUDA device, and this machine has none")
     try:
+        for library in ("curand", "cublas", "nvrtc"):  # cupy loads each only when first used: load them now
+            getattr(cupy.cuda, library)
         rng = CupyGenerator(cupy)
-    except (ImportError, OSError) as error:  # cupy loads cuRAND, cuBLAS, NVRTC… only when first used
+    except (ImportError, OSError) as error:
         raise RuntimeError(
             f"the cupy backend could not load a CUDA library ({error}); "
             "pip install 'npgen[gpu]' brings them (cupy-cuda12x[ctk]), or install the CUDA toolkit"

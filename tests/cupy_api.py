@@ -136,8 +136,8 @@ def kernel_source(in_params: str, out_params: str, body: str, name: str) -> str:
     return f"template <typename T>\n__device__ void {name}_body({ins}, {outs}) {{\n{body}\n}}\n\n" + "\n".join(kernels)
 
 
-def compile_with_nvrtc(source: str, arch: str) -> str:
-    """PTX of ``source`` for compute capability ``arch`` ('80', '90'), compiled by NVRTC without a GPU.
+def compile_with_nvrtc(source: str, arch: str) -> bytes:
+    """The machine code (CUBIN) of ``source`` for GPU architecture sm_``arch`` ('80', '90'), compiled without a GPU.
 
     cupy's own compiler entry points ask the (absent) device for its architecture, so this uses
     cupy's NVRTC binding (cupy_backends.cuda.libs.nvrtc) directly; a compile error raises with NVRTC's log.
@@ -146,9 +146,8 @@ def compile_with_nvrtc(source: str, arch: str) -> str:
 
     program = nvrtc.createProgram(source, "npgen_kernels.cu", [], [])
     try:
-        nvrtc.compileProgram(program, [f"--gpu-architecture=compute_{arch}"])
-        ptx = nvrtc.getPTX(program)
-        return ptx.decode() if isinstance(ptx, bytes) else ptx
+        nvrtc.compileProgram(program, [f"--gpu-architecture=sm_{arch}"])
+        return nvrtc.getCUBIN(program)
     except nvrtc.NVRTCError as error:
         raise RuntimeError(nvrtc.getProgramLog(program)) from error
     finally:

@@ -70,15 +70,16 @@ def test_loading_cupy_without_a_device_says_so(monkeypatch):
 
 
 def test_loading_cupy_without_a_cuda_library_names_the_library_and_the_fix(monkeypatch):
-    def missing_curand(*args):
-        raise ImportError("libcurand.so.10: cannot open shared object file")
+    class CudaWithoutCublas:
+        runtime = types.SimpleNamespace(getDeviceCount=lambda: 1)
+        curand = nvrtc = types.SimpleNamespace()
 
-    cupy = types.SimpleNamespace(
-        cuda=types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=lambda: 1)),
-        random=types.SimpleNamespace(RandomState=missing_curand),
-    )
+        def __getattr__(self, name: str):
+            raise ImportError(f'Failure finding "lib{name}.so.12": No such file')
+
+    cupy = types.SimpleNamespace(cuda=CudaWithoutCublas(), random=types.SimpleNamespace(RandomState=object))
     monkeypatch.setitem(sys.modules, "cupy", cupy)
-    with pytest.raises(RuntimeError, match=r"libcurand\.so\.10.*npgen\[gpu\]"):
+    with pytest.raises(RuntimeError, match=r"libcublas\.so\.12.*npgen\[gpu\]"):
         backend._load_cupy()
 
 

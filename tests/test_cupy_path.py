@@ -143,7 +143,7 @@ def _classifier_file() -> str:
 
 def test_clip_grad_norm_reads_one_number_back_from_the_device_however_many_parameters():
     if CUPY:
-        return  # counting transfers needs the double
+        pytest.skip("counting transfers needs the cupy test double")
     cupy = backend.get_backend("cupy")
     params = [npgen.Tensor(cupy.rng.normal((5, 5))) for _ in range(12)]
     for p in params:
@@ -192,7 +192,7 @@ def _model_steps(rng: np.random.Generator) -> dict:
 
 def test_a_training_step_of_each_model_makes_no_hidden_copies_or_synchronisations():
     if CUPY:
-        return  # counting transfers needs the double
+        pytest.skip("counting transfers needs the cupy test double")
     previous = backend.get_backend().name
     try:
         npgen.use_backend("cupy")
@@ -231,4 +231,4 @@ def test_the_classifier_example_trains_on_cupy(tmp_path):
 
 def test_the_gpu_extra_brings_the_cuda_libraries_cupy_loads():
     setup = (Path(__file__).parents[1] / "setup.py").read_text()
-    assert '"gpu": ["cupy-cuda12x[ctk]' in setup
+    assert '"gpu": ["cupy-cuda12x[ctk]>=14"]' in setup  # 14 is the first with the ctk extra's libraries

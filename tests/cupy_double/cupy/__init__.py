@@ -17,6 +17,7 @@ import types
 from typing import Any
 
 import numpy as np
+from cupy_api import USED
 from fake_device import FakeArray, FakeModule, _unwrap
 
 __version__ = "14.2.0 (test double)"
@@ -30,6 +31,11 @@ class ndarray(FakeArray):  # noqa: N801 (cupy's name)
         """A host copy (one device→host transfer)."""
         transfers["to_host"] += 1
         return self._a.copy()
+
+    def tolist(self) -> list:
+        """The elements as Python numbers (a device→host transfer)."""
+        transfers["to_host"] += 1
+        return self._a.tolist()
 
     def item(self) -> Any:
         """The one element as a Python number (a device→host transfer, as in cupy)."""
@@ -50,11 +56,19 @@ class ndarray(FakeArray):  # noqa: N801 (cupy's name)
 
 
 _numpy_like = FakeModule("cupy", ndarray)
+_DECLARED = {name.split(".")[0] for name in USED}
 
 
 def __getattr__(name: str) -> Any:
-    """Every other name (zeros, exp, concatenate, float32, …) as numpy's, on device arrays."""
-    return getattr(_numpy_like, name)
+    """The array functions npgen declares in tests/cupy_api.py (zeros, exp, …) as numpy's, on device arrays.
+
+    Anything else that is callable is refused, so a new call in npgen fails here until it is declared
+    there, where the check against the real cupy covers it. Dtypes and constants pass through.
+    """
+    value = getattr(_numpy_like, name)
+    if callable(value) and not isinstance(value, type) and name not in _DECLARED:
+        raise AttributeError(f"the cupy test double offers only what tests/cupy_api.py declares; not {name!r}")
+    return value
 
 
 def asarray(a: Any, dtype: Any = None) -> ndarray:
@@ -76,23 +90,40 @@ def asnumpy(a: Any) -> np.ndarray:
 
 
 class RandomState:
-    """cupy.random.RandomState's draws (from a numpy stream here); like cupy's, it has no get_state."""
+    """cupy.random.RandomState's draws (from a numpy stream here); like cupy's, it has no get_state.
+
+    As strict as cupy's: seeds are integers ≥ 0, draws are float32 or float64, permutation takes an int.
+    """
 
     def __init__(self, seed: int | None = None):
         self.seed(seed)
 
     def seed(self, seed: int | None = None) -> None:
         """Restart from ``seed``, which cupy reads as an unsigned 64-bit integer."""
+        if seed is not None and not isinstance(seed, (int, np.integer)):
+            raise TypeError(f"seed must be an integer, got {type(seed).__name__}")
+        if seed is not None and seed < 0:
+            raise ValueError(f"seed must be non-negative, got {seed}")
         self._rng = np.random.default_rng(None if seed is None else np.uint64(seed))
 
     def standard_normal(self, size: Any = None, dtype: Any = float) -> ndarray:
-        return ndarray(self._rng.standard_normal(size).astype(dtype))
+        return ndarray(self._rng.standard_normal(size).astype(_float_dtype(dtype)))
 
     def uniform(self, low: float = 0.0, high: float = 1.0, size: Any = None, dtype: Any = float) -> ndarray:
-        return ndarray(self._rng.uniform(low, high, size).astype(dtype))
+        return ndarray(self._rng.uniform(low, high, size).astype(_float_dtype(dtype)))
 
     def permutation(self, num: int) -> ndarray:
+        if not isinstance(num, int):  # cupy takes anything else for an array to shuffle
+            raise TypeError(f"the double's permutation takes a Python int, got {type(num).__name__}")
         return ndarray(self._rng.permutation(num))
+
+
+def _float_dtype(dtype: Any) -> np.dtype:
+    """cupy's generator draws float32 or float64 only."""
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float64):
+        raise TypeError(f"cupy.random draws float32 or float64, not {dtype}")
+    return dtype
 
 
 random = types.SimpleNamespace(RandomState=RandomState)
@@ -119,7 +150,8 @@ class _MemoryPool:
 
 _pool = _MemoryPool()
 _runtime = types.SimpleNamespace(getDeviceCount=lambda: 1, getDeviceProperties=lambda i: {"name": b"cupy test double"})
-cuda = types.SimpleNamespace(runtime=_runtime, Device=_Device)
+_library = types.SimpleNamespace()  # cuRAND, cuBLAS, NVRTC: present (the double needs none of them)
+cuda = types.SimpleNamespace(runtime=_runtime, Device=_Device, curand=_library, cublas=_library, nvrtc=_library)
 
 
 def get_default_memory_pool() -> _MemoryPool:
@@ -141,6 +173,9 @@ class ElementwiseKernel:
     def __call__(self, *args: Any) -> None:
         if len(args) != len(self.inputs) + len(self.outputs):
             raise TypeError(f"{self.name}: {len(args)} arguments for {len(self.inputs) + len(self.outputs)} parameters")
+        types_ = {np.dtype(a.dtype) for a in args if isinstance(a, FakeArray) or isinstance(a, np.generic)}
+        if len(types_) > 1:  # every parameter is of type T: cupy refuses arguments that disagree
+            raise TypeError(f"{self.name}: the arguments of type T have different dtypes {sorted(map(str, types_))}")
         names = self.inputs + self.outputs
         namespace = {"sqrt": np.sqrt, "exp": np.exp, "log": np.log}
         for name, value in zip(names, args):
