@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import resource
 import time
 from pathlib import Path
@@ -25,34 +24,41 @@ import numpy as np
 from tqdm import tqdm
 
 import npgen
-from npgen import backend, checkpoint
+from npgen import backend, checkpoint, runs
 from npgen.data import DataLoader, load_mnist
 from npgen.models import Flow
 from npgen.plot import save_curves, save_grid
 
 VALIDATION = 10_000
+TRAIN = 60_000 - VALIDATION
+MAY_CHANGE_ON_RESUME = {"epochs"}  # it only extends a run
 
 
 def parse_args() -> argparse.Namespace:
     """Command-line flags (those of the original assignment, plus run management)."""
     parser = argparse.ArgumentParser(description="Train a Real NVP flow on MNIST.")
-    parser.add_argument("--epochs", type=int, default=40)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--n-flows", type=int, default=4, help="pairs of couplings (8 couplings for 4)")
-    parser.add_argument("--hidden", type=int, default=1024)
-    parser.add_argument("--train-size", type=int, default=None, help="train on the first N images only (quick runs)")
+    parser.add_argument("--epochs", type=runs.positive_int, default=40)
+    parser.add_argument("--batch-size", type=runs.positive_int, default=128)
+    parser.add_argument("--lr", type=runs.positive_float, default=1e-3)
+    parser.add_argument("--n-flows", type=runs.positive_int, default=4, help="pairs of couplings (8 couplings for 4)")
+    parser.add_argument("--hidden", type=runs.positive_int, default=1024)
+    parser.add_argument(
+        "--train-size", type=runs.positive_int, default=None, help="train on the first N images only (quick runs)"
+    )
     parser.add_argument(
         "--clip-grad",
-        type=float,
+        type=runs.nonnegative_float,
         default=10.0,
         help="clip the global gradient norm to this (0: off); typical norms are about 1",
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=runs.nonnegative_int, default=0)
     parser.add_argument("--backend", default="numpy", help="numpy or cupy")
     parser.add_argument("--out", type=Path, default=Path("runs/flow"))
-    parser.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.npz")
-    return parser.parse_args()
+    parser.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.npz (same flags)")
+    args = parser.parse_args()
+    if args.train_size and args.train_size > TRAIN:
+        parser.error(f"--train-size {args.train_size}: there are only {TRAIN:,} training images")
+    return args
 
 
 def peak_memory_mib() -> float:
@@ -73,6 +79,30 @@ def mean_bpd(flow: Flow, images: object, batch_size: int = 500) -> float:
     return total / len(images)
 
 
+def best_epoch(history: list[dict]) -> int:
+    """The epoch with the lowest validation bits/dim (the last of equals, as best.npz is written)."""
+    return min(reversed(history), key=lambda h: h["val_bpd"])["epoch"]
+
+
+def repair_best(best_path: Path, flow: Flow, history: list[dict]) -> None:
+    """Make best.npz hold the best epoch's weights after a run stopped between the two saves of an epoch.
+
+    checkpoint.npz is written first, then best.npz when the epoch is the best so far. If best.npz
+    is behind, the epoch it misses must be the checkpoint's last one, and the weights just
+    loaded are that epoch's: they are written to best.npz. Any other mismatch is an error.
+    """
+    if not history:
+        return
+    best = best_epoch(history)
+    saved = checkpoint.read_metadata(best_path)["history"] if best_path.exists() else []
+    if saved and best_epoch(saved) == best:
+        return
+    if best != history[-1]["epoch"]:
+        raise SystemExit(f"{best_path} does not hold the best epoch ({best}) of {best_path.parent / 'checkpoint.npz'}")
+    print(f"{best_path} was one save behind the checkpoint; writing epoch {best} to it")
+    checkpoint.save(best_path, flow=flow, history=history)
+
+
 def save_samples(flow: Flow, z: np.ndarray, out: Path, tag: str) -> None:
     """5×5 samples from fixed noise at temperature 1 and 0.7 (lower temperature: cleaner, less varied)."""
     for temperature in (1.0, 0.7):
@@ -86,7 +116,8 @@ def main() -> None:
     args = parse_args()
     npgen.use_backend(args.backend)
     npgen.manual_seed(args.seed)
-    args.out.mkdir(parents=True, exist_ok=True)
+    runs.prepare_out(args.out)
+    config = runs.configuration(args, MAY_CHANGE_ON_RESUME)
     train_images, _ = load_mnist("train")
     test_images, _ = load_mnist("test")
     on_device = backend.get_backend().from_host
@@ -102,25 +133,25 @@ def main() -> None:
     print(f"Real NVP with {2 * args.n_flows} couplings, {n_params / 1e6:.1f}M parameters")
 
     history: list[dict] = []
-    path = args.out / "checkpoint.npz"
-    if args.resume and path.exists():
-        history = checkpoint.load(path, flow=flow, optimizer=opt)["history"]
+    path, best_path = args.out / "checkpoint.npz", args.out / "best.npz"
+    if args.resume:
+        history = runs.resume(path, config, flow=flow, optimizer=opt)["history"]
         print(f"resumed from {path} after epoch {len(history)}")
+        repair_best(best_path, flow, history)
 
     for epoch in range(len(history) + 1, args.epochs + 1):
         start, losses, grad_norms = time.perf_counter(), [], []
         batches = tqdm(DataLoader(train, batch_size=args.batch_size), desc=f"epoch {epoch}/{args.epochs}", leave=False)
         for step, x in enumerate(batches, 1):
             loss = flow.bpd(x).mean()
-            if not math.isfinite(loss.item()):
-                kept = f"the checkpoint of epoch {len(history)} is kept at {path}" if history else "no checkpoint yet"
-                raise SystemExit(f"non-finite loss ({loss.item()}) at epoch {epoch}, step {step}; {kept}")
             opt.zero_grad()
             loss.backward()
             if args.clip_grad:  # rare batches have gradients ~100x the usual; unclipped they derailed a run
                 grad_norms.append(npgen.optim.clip_grad_norm(flow.parameters(), args.clip_grad))
+                runs.stop_if_not_finite(grad_norms[-1], "gradient norm", epoch, step, path)
             opt.step()
-            losses.append(loss.item())
+            losses.append(loss.item())  # read after the step was queued: on a GPU the read waits for it all
+            runs.stop_if_not_finite(losses[-1], "loss", epoch, step, path)
             if step % 20 == 0:
                 batches.set_postfix(bpd=f"{np.mean(losses[-20:]):.3f}")
         seconds = time.perf_counter() - start
@@ -145,18 +176,19 @@ def main() -> None:
         )
         if epoch in tags:
             save_samples(flow, sample_z, args.out, tags[epoch])
-        checkpoint.save(path, flow=flow, optimizer=opt, history=history)
+        # First the checkpoint, then best.npz: a run stopped in between resumes with repair_best.
+        checkpoint.save(path, flow=flow, optimizer=opt, history=history, config=config)
         if val <= min(h["val_bpd"] for h in history):
-            checkpoint.save(args.out / "best.npz", flow=flow, history=history)
+            checkpoint.save(best_path, flow=flow, history=history)
 
     results = {"args": {k: str(v) for k, v in vars(args).items()}, "parameters": n_params, "epochs": history}
     results["test_bpd"] = mean_bpd(flow, test)
     print(f"test {results['test_bpd']:.4f} bits/dim after epoch {len(history)}")
-    best_epoch = min(history, key=lambda h: h["val_bpd"])["epoch"] if history else None
-    if best_epoch is not None:
-        checkpoint.load(args.out / "best.npz", flow=flow)
-        results["best_epoch"], results["best_test_bpd"] = best_epoch, mean_bpd(flow, test)
-        print(f"lowest validation bits/dim at epoch {best_epoch}: test {results['best_test_bpd']:.4f} bits/dim")
+    best = best_epoch(history) if history else None
+    if best is not None:
+        checkpoint.load(best_path, flow=flow)
+        results["best_epoch"], results["best_test_bpd"] = best, mean_bpd(flow, test)
+        print(f"lowest validation bits/dim at epoch {best}: test {results['best_test_bpd']:.4f} bits/dim")
     # the median, which one epoch that shared the machine does not move
     results["seconds_per_epoch"] = float(np.median([h["seconds"] for h in history])) if history else None
     results["peak_memory_mib"] = peak_memory_mib()

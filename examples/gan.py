@@ -27,30 +27,45 @@ import numpy as np
 from tqdm import tqdm
 
 import npgen
-from npgen import backend, checkpoint, metrics
+from npgen import backend, checkpoint, metrics, runs
 from npgen.data import DataLoader, load_mnist
 from npgen.models import Discriminator, Generator
 from npgen.models.gan import discriminator_step, generator_loss, train_step
 from npgen.plot import plt, save_curves, save_grid
 
+TRAIN = 60_000
+MAY_CHANGE_ON_RESUME = {"epochs", "n_eval", "save_interval"}  # they extend a run or only shape its figures and scores
+
 
 def parse_args() -> argparse.Namespace:
     """Command-line flags (those of the original assignment, plus run management)."""
     parser = argparse.ArgumentParser(description="Train a GAN on MNIST.")
-    parser.add_argument("--latent-dim", type=int, default=100)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=2e-4)
-    parser.add_argument("--epochs", type=int, default=200)
-    parser.add_argument("--save-interval", type=int, default=500, help="steps between sample grids")
-    parser.add_argument("--beta1", type=float, default=0.5, help="Adam β1 (the assignment's template used 0.9)")
+    parser.add_argument("--latent-dim", type=runs.positive_int, default=100)
+    parser.add_argument("--batch-size", type=runs.positive_int, default=64)
+    parser.add_argument("--lr", type=runs.positive_float, default=2e-4)
+    parser.add_argument("--epochs", type=runs.positive_int, default=200)
+    parser.add_argument("--save-interval", type=runs.positive_int, default=500, help="steps between sample grids")
+    parser.add_argument("--beta1", type=runs.unit_interval, default=0.5, help="Adam β1 (the assignment's used 0.9)")
     parser.add_argument("--g-loss", choices=["non-saturating", "saturating"], default="non-saturating")
-    parser.add_argument("--n-eval", type=int, default=10_000, help="samples scored at the end; 0 skips scoring")
-    parser.add_argument("--train-size", type=int, default=None, help="train on the first N images only (quick runs)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--n-eval", type=runs.nonnegative_int, default=10_000, help="samples scored at the end (0 skips; else ≥ 2)"
+    )
+    parser.add_argument(
+        "--train-size", type=runs.positive_int, default=None, help="train on the first N images only (quick runs)"
+    )
+    parser.add_argument("--seed", type=runs.nonnegative_int, default=0)
     parser.add_argument("--backend", default="numpy", help="numpy or cupy")
     parser.add_argument("--out", type=Path, default=Path("runs/gan"))
-    parser.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.npz")
-    return parser.parse_args()
+    parser.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.npz (same flags)")
+    args = parser.parse_args()
+    images = args.train_size or TRAIN
+    if images > TRAIN:
+        parser.error(f"--train-size {images}: there are only {TRAIN:,} training images")
+    if images < args.batch_size:  # every batch is full (a partial one would skew BatchNorm's statistics)
+        parser.error(f"--train-size {images} is smaller than --batch-size {args.batch_size}: not one full batch")
+    if args.n_eval == 1:
+        parser.error("--n-eval 1: scoring needs at least 2 samples (a covariance), or 0 to skip it")
+    return args
 
 
 def generate(generator: Generator, z: np.ndarray) -> np.ndarray:
@@ -126,7 +141,9 @@ def main() -> None:
     args = parse_args()
     npgen.use_backend(args.backend)
     npgen.manual_seed(args.seed)
-    (args.out / "grids").mkdir(parents=True, exist_ok=True)
+    runs.prepare_out(args.out)
+    (args.out / "grids").mkdir(exist_ok=True)
+    config = runs.configuration(args, MAY_CHANGE_ON_RESUME)
     images, _ = load_mnist("train")
     real_images = backend.get_backend().from_host(images[: args.train_size].astype(np.float32) / 127.5 - 1)
 
@@ -140,8 +157,8 @@ def main() -> None:
 
     path = args.out / "checkpoint.npz"
     state = {"history": [], "step": 0}
-    if args.resume and path.exists():
-        state = checkpoint.load(path, generator=generator, discriminator=discriminator, opt_g=opt_g, opt_d=opt_d)
+    if args.resume:
+        state = runs.resume(path, config, generator=generator, discriminator=discriminator, opt_g=opt_g, opt_d=opt_d)
         print(f"resumed from {path} after epoch {len(state['history'])}")
     else:
         save_grid(generate(generator, grid_z), args.out / "samples_start.png", nrow=5, title="samples before training")
@@ -161,6 +178,7 @@ def main() -> None:
             stats = train_step(generator, discriminator, opt_g, opt_d, real, saturating=args.g_loss == "saturating")
             sums = {k: sums.get(k, 0.0) + v for k, v in stats.items()}  # 0-d tensors: summed on the device
             step += 1
+            runs.stop_if_not_finite(float(stats["loss_d"] + stats["loss_g"]), "loss", epoch, step, path)
             if step % args.save_interval == 0:
                 save_grid(
                     generate(generator, grid_z),
@@ -191,6 +209,7 @@ def main() -> None:
             history=history,
             step=step,
             saturation=state.get("saturation"),
+            config=config,
         )
 
     curves = {"L_D": [h["loss_d"] for h in history], "L_G": [h["loss_g"] for h in history]}

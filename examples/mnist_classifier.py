@@ -17,7 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 import npgen
-from npgen import F, backend, nn
+from npgen import F, backend, nn, runs
 from npgen.data import DataLoader, load_mnist
 from npgen.plot import save_curves, save_grid
 
@@ -25,15 +25,20 @@ from npgen.plot import save_curves, save_grid
 def parse_args() -> argparse.Namespace:
     """Command-line flags."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--hidden", type=int, default=256)
-    parser.add_argument("--train-size", type=int, default=60000, help="use only the first N training images")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=runs.positive_int, default=1)
+    parser.add_argument("--batch-size", type=runs.positive_int, default=128)
+    parser.add_argument("--lr", type=runs.positive_float, default=1e-3)
+    parser.add_argument("--hidden", type=runs.positive_int, default=256)
+    parser.add_argument(
+        "--train-size", type=runs.positive_int, default=60000, help="use only the first N training images"
+    )
+    parser.add_argument("--seed", type=runs.nonnegative_int, default=0)
     parser.add_argument("--backend", default="numpy", help="numpy or cupy")
     parser.add_argument("--out", type=Path, default=Path("runs/classifier"))
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.train_size > 60_000:
+        parser.error(f"--train-size {args.train_size}: there are only 60,000 training images")
+    return args
 
 
 def accuracy(model: nn.Module, images: object, labels: np.ndarray, batch_size: int = 1000) -> tuple[float, np.ndarray]:
@@ -55,6 +60,7 @@ def main() -> None:
     args = parse_args()
     npgen.use_backend(args.backend)
     npgen.manual_seed(args.seed)
+    runs.prepare_out(args.out)
     train_x, train_y = load_mnist("train")
     test_x, test_y = load_mnist("test")
     on_device = backend.get_backend().from_host
@@ -74,12 +80,13 @@ def main() -> None:
     for epoch in range(1, args.epochs + 1):
         start = time.perf_counter()
         batches = tqdm(DataLoader(train_x, train_y, batch_size=args.batch_size), desc=f"epoch {epoch}", leave=False)
-        for x, y in batches:
+        for step, (x, y) in enumerate(batches, 1):
             loss = F.cross_entropy(model(x), y)
+            losses.append(loss.item())
+            runs.stop_if_not_finite(losses[-1], "loss", epoch, step, None)
             opt.zero_grad()
             loss.backward()
             opt.step()
-            losses.append(loss.item())
         seconds = time.perf_counter() - start
         test_accuracy, predictions = accuracy(model, test_images, test_y)
         epochs.append(
@@ -93,7 +100,6 @@ def main() -> None:
         train_loss = epochs[-1]["train_loss"]
         print(f"epoch {epoch}: train loss {train_loss:.4f}  test accuracy {test_accuracy:.4f}  {seconds:.1f} s")
 
-    args.out.mkdir(parents=True, exist_ok=True)
     metrics = {
         "args": {k: str(v) for k, v in vars(args).items()},
         "epochs": epochs,

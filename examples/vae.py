@@ -28,30 +28,39 @@ from scipy.stats import norm
 from tqdm import tqdm
 
 import npgen
-from npgen import backend, checkpoint
+from npgen import backend, checkpoint, runs
 from npgen.data import DataLoader, binarize, load_mnist
 from npgen.models import VAE
 from npgen.plot import save_curves, save_grid
 
 VALIDATION = 10_000
+TRAIN = 60_000 - VALIDATION
+MAY_CHANGE_ON_RESUME = {"epochs", "iw_samples"}  # they extend a run or only size its final evaluation
 
 
 def parse_args() -> argparse.Namespace:
     """Command-line flags (those of the original assignment, plus run management)."""
     parser = argparse.ArgumentParser(description="Train a VAE on binarized MNIST.")
-    parser.add_argument("--zdim", type=int, default=20)
-    parser.add_argument("--epochs", type=int, default=40)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--hidden", type=int, default=500)
+    parser.add_argument("--zdim", type=runs.positive_int, default=20)
+    parser.add_argument("--epochs", type=runs.positive_int, default=40)
+    parser.add_argument("--batch-size", type=runs.positive_int, default=128)
+    parser.add_argument("--lr", type=runs.positive_float, default=1e-3)
+    parser.add_argument("--hidden", type=runs.positive_int, default=500)
     parser.add_argument("--binarize", choices=["static", "dynamic", "threshold"], default="static")
-    parser.add_argument("--iw-samples", type=int, default=1000, help="k of the test log-likelihood; 0 skips it")
-    parser.add_argument("--train-size", type=int, default=None, help="train on the first N images only (quick runs)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--iw-samples", type=runs.nonnegative_int, default=1000, help="k of the test log-likelihood; 0 skips it"
+    )
+    parser.add_argument(
+        "--train-size", type=runs.positive_int, default=None, help="train on the first N images only (quick runs)"
+    )
+    parser.add_argument("--seed", type=runs.nonnegative_int, default=0)
     parser.add_argument("--backend", default="numpy", help="numpy or cupy")
     parser.add_argument("--out", type=Path, default=Path("runs/vae"))
-    parser.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.npz")
-    return parser.parse_args()
+    parser.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.npz (same flags)")
+    args = parser.parse_args()
+    if args.train_size and args.train_size > TRAIN:
+        parser.error(f"--train-size {args.train_size}: there are only {TRAIN:,} training images")
+    return args
 
 
 def load_data(method: str, seed: int) -> tuple[object, object, object, object]:
@@ -110,7 +119,8 @@ def main() -> None:
     args = parse_args()
     npgen.use_backend(args.backend)
     npgen.manual_seed(args.seed)
-    args.out.mkdir(parents=True, exist_ok=True)
+    runs.prepare_out(args.out)
+    config = runs.configuration(args, MAY_CHANGE_ON_RESUME)
     dynamic_source, train, validation, test = load_data(args.binarize, args.seed)
     train = train[: args.train_size]
     dynamic_source = None if dynamic_source is None else dynamic_source[: args.train_size]
@@ -124,8 +134,8 @@ def main() -> None:
 
     history: list[dict] = []
     path = args.out / "checkpoint.npz"
-    if args.resume and path.exists():
-        history = checkpoint.load(path, model=model, optimizer=opt)["history"]
+    if args.resume:
+        history = runs.resume(path, config, model=model, optimizer=opt)["history"]
         print(f"resumed from {path} after epoch {len(history)}")
     else:
         save_sample_grids(model, grid_noise, args.out, "epoch_0_untrained")
@@ -135,12 +145,13 @@ def main() -> None:
         images = train if dynamic_source is None else binarize(dynamic_source, "dynamic")
         losses = []
         batches = tqdm(DataLoader(images, batch_size=args.batch_size), desc=f"epoch {epoch}/{args.epochs}", leave=False)
-        for x in batches:
+        for step, x in enumerate(batches, 1):
             loss = model.loss(x)
+            losses.append(loss.item())
+            runs.stop_if_not_finite(losses[-1], "loss", epoch, step, path)
             opt.zero_grad()
             loss.backward()
             opt.step()
-            losses.append(loss.item())
             if len(losses) % 50 == 0:
                 batches.set_postfix(neg_elbo=f"{np.mean(losses[-50:]):.2f}")
         seconds = time.perf_counter() - start
@@ -159,7 +170,7 @@ def main() -> None:
         )
         if epoch in grid_epochs:
             save_sample_grids(model, grid_noise, args.out, grid_epochs[epoch])
-        checkpoint.save(path, model=model, optimizer=opt, history=history)
+        checkpoint.save(path, model=model, optimizer=opt, history=history, config=config)
 
     results = {"args": {k: str(v) for k, v in vars(args).items()}, "epochs": history}
     results["test"] = scores = evaluate(model, test)

@@ -1,8 +1,10 @@
 """Checkpoints: modules, optimizers, random generators and metadata in one .npz file.
 
 Writing goes to a temporary file that is renamed over the target only when complete,
-so an interrupted save never leaves half a checkpoint. Loading checks every object
-against the file before changing any of them: a mismatch changes nothing.
+so an interrupted save never leaves half a checkpoint (and the next save removes what an
+interrupted one left behind). A save refuses parameters or optimizer state that are not
+finite, so a diverged run can never overwrite a good checkpoint. Loading checks every
+object against the file before changing any of them: a mismatch changes nothing.
 """
 
 from __future__ import annotations
@@ -46,9 +48,15 @@ def save(path: str | Path, **objects: Any) -> None:
             meta["metadata"][name] = obj
     for b in backend.registered_backends():
         meta["rng"][b.name] = b.rng.get_state()
+    broken = [key for key, a in arrays.items() if a.dtype.kind == "f" and not np.isfinite(a).all()]
+    if broken:
+        raise CheckpointError(
+            f"refusing to save {path}: {', '.join(broken[:5])} hold NaN or infinite values; the file on disk is kept"
+        )
     arrays["__meta__"] = np.array(json.dumps(meta))
 
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(path)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(temporary, "wb") as f:
@@ -58,6 +66,37 @@ def save(path: str | Path, **objects: Any) -> None:
         os.replace(temporary, path)  # atomic: readers see the old file or the new one
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Delete the temporary files of saves to ``path`` that were killed (their process is gone)."""
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        pid = stale.name[len(path.name) + 2 : -len(".tmp")]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            stale.unlink(missing_ok=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, under another user
+    return True
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The metadata saved in ``path`` (history, configuration…), without loading anything into anything."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            meta = json.loads(str(f["__meta__"]))
+    except Exception as error:
+        raise CheckpointError(f"{path} is not a readable npgen checkpoint: {error!r}") from error
+    return meta["metadata"]
 
 
 def _read(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

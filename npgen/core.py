@@ -192,7 +192,7 @@ class Tensor:
         """Mean over ``axis`` (all axes if None): a sum times 1/n."""
         axes = range(self.ndim) if axis is None else (axis,) if isinstance(axis, int) else axis
         n = math.prod(self.shape[a] for a in axes)
-        return self.sum(axis, keepdims) * (1.0 / n)
+        return self.sum(axis, keepdims) * (1.0 / n if n else math.nan)  # the mean of nothing is NaN, as in PyTorch
 
     def reshape(self, *shape: int) -> Tensor:
         """The same elements in a new shape (one entry may be -1)."""

@@ -105,6 +105,8 @@ def binarize(images: Any, method: str = "static", seed: int = 0) -> Any:
     call (each epoch) gives a fresh sample.
     """
     source = backend.backend_of(images)
+    if images.dtype != np.uint8:  # float images in [0, 1] would all fall below the threshold of 127
+        raise TypeError(f"binarize expects uint8 pixels 0..255, got {images.dtype} (for [0, 1] floats: × 255 first)")
     if method == "threshold":
         return (images > 127).astype(np.float32)
     probabilities = images.astype(np.float32) * np.float32(1 / 255)

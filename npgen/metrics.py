@@ -179,18 +179,40 @@ def reference_scores(classifier: Sequential, n: int = 10_000) -> tuple[np.ndarra
     return test_features, rows
 
 
+def load_samples(path: Path, tanh_range: bool = False) -> np.ndarray:
+    """Samples (N ≥ 2, 784) in [0, 1] from a .npy file, or a SystemExit that names the file and what is wrong."""
+    if not path.is_file():
+        raise SystemExit(f"{path}: no such file")
+    with path.open("rb") as f:
+        magic = f.read(6)
+    if magic[:2] == b"PK":  # a zip: np.savez's archive
+        raise SystemExit(f"{path}: a .npz archive; save the samples alone with np.save(path, samples)")
+    if magic != b"\x93NUMPY":
+        raise SystemExit(f"{path}: not a .npy file (write the samples with np.save(path, samples))")
+    try:
+        samples = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as error:
+        raise SystemExit(f"{path}: unreadable .npy file ({error})") from None
+    if samples.dtype.kind not in "biuf":
+        raise SystemExit(f"{path}: expected numbers, got dtype {samples.dtype}")
+    if samples.ndim != 2 or samples.shape[1] != 784 or len(samples) < 2:
+        raise SystemExit(f"{path}: expected an array of shape (N, 784) with N ≥ 2, got {samples.shape}")
+    if not np.isfinite(samples).all():
+        raise SystemExit(f"{path}: {np.size(samples) - np.isfinite(samples).sum()} values are NaN or infinite")
+    samples = (samples + 1) / 2 if tanh_range else samples
+    if samples.min() < -1e-3 or samples.max() > 1 + 1e-3:
+        expected = "[-1, 1] (--tanh-range)" if tanh_range else "[0, 1] (or [-1, 1] with --tanh-range)"
+        raise SystemExit(f"{path}: values span [{samples.min():.3g}, {samples.max():.3g}], expected {expected}")
+    return samples
+
+
 def main() -> None:
     """Score a .npy file of samples (N, 784) in [0, 1] (or in [−1, 1] with --tanh-range) and print JSON."""
     parser = argparse.ArgumentParser(description="Score MNIST-like samples with npgen's evaluation classifier.")
     parser.add_argument("samples", type=Path, help=".npy array of shape (N, 784)")
     parser.add_argument("--tanh-range", action="store_true", help="samples are in [-1, 1] (a GAN's tanh output)")
     args = parser.parse_args()
-    samples = np.load(args.samples, allow_pickle=False)
-    if samples.ndim != 2 or samples.shape[1] != 784:
-        raise SystemExit(f"{args.samples}: expected an array of shape (N, 784), got {samples.shape}")
-    samples = (samples + 1) / 2 if args.tanh_range else samples
-    if samples.min() < -1e-3 or samples.max() > 1 + 1e-3:
-        raise SystemExit(f"{args.samples}: values span [{samples.min():.3g}, {samples.max():.3g}], expected [0, 1]")
+    samples = load_samples(args.samples, args.tanh_range)
     classifier = load_classifier()
     reference, rows = reference_scores(classifier)
     rows = {"samples": score(np.clip(samples, 0, 1), classifier, reference), **rows}

@@ -159,7 +159,7 @@ class Module:
         return state
 
     def check_state_dict(self, state: dict[str, Any]) -> None:
-        """Raise a KeyError or ValueError listing every way ``state`` does not fit this module."""
+        """Raise a KeyError, TypeError or ValueError listing every way ``state`` does not fit this module."""
         own = self.state_dict()
         missing = [k for k in own if k not in state]
         unexpected = [k for k in state if k not in own]
@@ -167,11 +167,8 @@ class Module:
             raise KeyError(
                 f"{type(self).__name__}.load_state_dict: missing keys {missing}, unexpected keys {unexpected}"
             )
-        wrong = [
-            f"{k}: expected {own[k].shape}, got {tuple(state[k].shape)}"
-            for k in own
-            if own[k].shape != tuple(state[k].shape)
-        ]
+        shapes = {k: _shape(k, v) for k, v in state.items()}
+        wrong = [f"{k}: expected {own[k].shape}, got {shapes[k]}" for k in own if own[k].shape != shapes[k]]
         if wrong:
             raise ValueError(f"{type(self).__name__}.load_state_dict: shape mismatch for " + "; ".join(wrong))
 
@@ -198,6 +195,15 @@ class Module:
     def extra_repr(self) -> str:
         """The constructor arguments shown in repr()."""
         return ""
+
+
+def _shape(key: str, value: Any) -> tuple:
+    """The shape of a state_dict value: an array, a Tensor, or a (nested) list of numbers."""
+    if isinstance(value, (list, tuple)):
+        value = np.asarray(value)
+    if not hasattr(value, "shape"):
+        raise TypeError(f"load_state_dict: {key} is a {type(value).__name__}, not an array")
+    return tuple(value.shape)
 
 
 def _converted(array: Any, like: Any) -> Any:

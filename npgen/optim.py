@@ -92,6 +92,7 @@ class SGD(Optimizer):
     """p ← p − lr·b with b ← μ·b + g (b = g without momentum), g including weight_decay·p."""
 
     def __init__(self, params: Iterable[Tensor], lr: float = 1e-2, momentum: float = 0.0, weight_decay: float = 0.0):
+        _check_hyperparameters(lr=lr, momentum=momentum, weight_decay=weight_decay)
         super().__init__(params, {"lr": lr, "momentum": momentum, "weight_decay": weight_decay})
 
     def step(self) -> None:
@@ -122,6 +123,9 @@ class Adam(Optimizer):
         eps: float = 1e-8,
         weight_decay: float = 0.0,
     ):
+        _check_hyperparameters(lr=lr, eps=eps, weight_decay=weight_decay)
+        if not all(0.0 <= b < 1.0 for b in betas):
+            raise ValueError(f"Adam's betas must lie in [0, 1), got {tuple(betas)}")
         super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay})
 
     def step(self) -> None:
@@ -185,6 +189,13 @@ def _adam_chunk(p: Any, g: Any, m: Any, v: Any, constants: tuple[float, float, f
     p += tmp
 
 
+def _check_hyperparameters(**values: float) -> None:
+    """Learning rate, momentum, eps and weight decay must be finite and not negative (as PyTorch checks)."""
+    for name, value in values.items():
+        if not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"invalid {name}: {value} (it must be a finite number ≥ 0)")
+
+
 def clip_grad_norm(params: Iterable[Tensor], max_norm: float) -> float:
     """Scale all gradients by one factor so their global L2 norm is at most ``max_norm``; return the norm before.
 
@@ -192,6 +203,8 @@ def clip_grad_norm(params: Iterable[Tensor], max_norm: float) -> float:
     torch.nn.utils.clip_grad_norm_. One rare batch with a huge gradient would otherwise fill Adam's
     moment estimates and push every parameter a full step along that batch's direction at once.
     """
+    if not max_norm > 0:  # a negative bound would flip every gradient: ascent instead of descent
+        raise ValueError(f"max_norm must be positive, got {max_norm}")
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         return 0.0

@@ -70,5 +70,7 @@ def test_the_scoring_command_refuses_a_wrong_shape_by_name(small_classifier, tmp
     path = tmp_path / "bad.npy"
     np.save(path, np.zeros((5, 28, 28)))
     monkeypatch.setattr(sys, "argv", ["npgen.metrics", str(path)])
-    with pytest.raises(SystemExit, match=r"bad.npy: expected an array of shape \(N, 784\), got \(5, 28, 28\)"):
+    with pytest.raises(
+        SystemExit, match=r"bad.npy: expected an array of shape \(N, 784\) with N ≥ 2, got \(5, 28, 28\)"
+    ):
         metrics.main()

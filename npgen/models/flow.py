@@ -112,6 +112,10 @@ class Flow(Module):
     def log_prob(self, x: Any, u: Any = None) -> Tensor:
         """log p(x̃) in nats per image for integer pixels x (N, D), dequantized with u (default U[0,1) noise)."""
         x = x.data if isinstance(x, Tensor) else x
+        if x.dtype != np.uint8:  # uint8 needs no check; anything else costs one read of its range
+            low, high = float(x.min()), float(x.max())
+            if not (0 <= low and high <= 255):
+                raise ValueError(f"Flow.log_prob: pixels must lie in 0..255, got {x.dtype} values in [{low}, {high}]")
         dtype = self.couplings[0].mask.dtype
         if u is None:
             u = backend.backend_of(x).rng.uniform(x.shape, dtype=dtype)

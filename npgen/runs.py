@@ -1,0 +1,94 @@
+"""Run management for the training scripts: checked flags, a configuration that --resume enforces, a NaN guard.
+
+A script validates every flag before any work (the argparse types below name the flag's bad
+value), proves ``--out`` writable, saves its configuration in each checkpoint and, on
+``--resume``, refuses flags that would change the run: the learning rate, the seed, the data,
+the batch size, the model's sizes. Flags that only extend or relocate a run (``--epochs``,
+``--out``, evaluation sizes) may change. The first loss or gradient norm that is not finite
+stops the run, naming the epoch and step; ``checkpoint.save`` refuses non-finite weights, so
+the last good checkpoint is never overwritten.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+from typing import Any, Callable
+
+from . import checkpoint
+
+
+def _number(kind: Callable[[str], Any], test: Callable[[Any], bool], wanted: str) -> Callable[[str], Any]:
+    """An argparse type: ``kind`` of the text, refused with the value and what was wanted unless ``test`` holds."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {wanted}") from None
+        if not test(value):
+            raise argparse.ArgumentTypeError(f"{text} is not {wanted}")
+        return value
+
+    parse.__name__ = wanted  # argparse names the type in its messages
+    return parse
+
+
+positive_int = _number(int, lambda v: v > 0, "a positive integer")
+nonnegative_int = _number(int, lambda v: v >= 0, "an integer ≥ 0")
+positive_float = _number(float, lambda v: math.isfinite(v) and v > 0, "a positive number")
+nonnegative_float = _number(float, lambda v: math.isfinite(v) and v >= 0, "a number ≥ 0")
+unit_interval = _number(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
+
+
+def prepare_out(out: Path) -> None:
+    """Create the output directory and prove it writable now, not after hours of training."""
+    if out.exists() and not out.is_dir():
+        raise SystemExit(f"--out {out} is a file, not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".npgen-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise SystemExit(f"--out {out} is not writable: {error}") from None
+
+
+def configuration(args: argparse.Namespace, may_change: set[str]) -> dict[str, Any]:
+    """The flags that define the run (all but ``may_change`` and --resume), as JSON-ready values."""
+    skip = may_change | {"resume", "out"}
+    return {
+        k: v if isinstance(v, (int, float, str, bool, type(None))) else str(v)
+        for k, v in vars(args).items()
+        if k not in skip
+    }
+
+
+def resume(path: Path, config: dict[str, Any], **objects: Any) -> dict[str, Any]:
+    """Load the checkpoint at ``path`` into ``objects`` if it was made with the same ``config``; its metadata.
+
+    Every flag that differs is named with its old and new value, and nothing is loaded.
+    """
+    if not path.is_file():
+        raise SystemExit(f"--resume: there is no checkpoint at {path}; start without --resume, or give the run's --out")
+    saved = checkpoint.read_metadata(path).get("config")
+    if saved is None:
+        raise SystemExit(f"--resume: {path} records no configuration to check the flags against; start a new run")
+    changed = [
+        f"--{k.replace('_', '-')} was {saved[k]!r}, now {config[k]!r}" for k in config if saved.get(k) != config[k]
+    ]
+    if changed:
+        raise SystemExit(
+            f"--resume refuses flags that change the run saved in {path}: "
+            + "; ".join(changed)
+            + ". Give the saved values, or start a new run in another --out."
+        )
+    return checkpoint.load(path, **objects)
+
+
+def stop_if_not_finite(value: float, what: str, epoch: int, step: int, kept: Path | None) -> None:
+    """End the run (exit status 1) if ``value`` is NaN or infinite, naming the epoch, the step and what is kept."""
+    if not math.isfinite(value):
+        saved = f"the last good checkpoint is kept at {kept}" if kept and kept.exists() else "no checkpoint was written"
+        raise SystemExit(f"non-finite {what} ({value}) at epoch {epoch}, step {step}: stopping; {saved}")

@@ -1,0 +1,267 @@
+"""Runs that never lose a good result, and bad input that always gets a clear answer.
+
+Library input first (checkpoints, optimizers, data, models, the metrics command), then the
+example scripts as a user runs them: a diverging loss, flags that would change a resumed run,
+flags out of range, and a run stopped between its two checkpoint writes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import npgen
+from npgen import checkpoint, metrics, nn, optim, runs
+from npgen.checkpoint import CheckpointError
+from npgen.data import binarize
+from npgen.models import VAE, Flow
+
+EXAMPLES = Path(__file__).parents[1] / "examples"
+
+
+def run(script: str, *args: str) -> subprocess.CompletedProcess:
+    """An example script run as a user runs it; its exit status and output are the test's to check."""
+    return subprocess.run([sys.executable, str(EXAMPLES / script), *args], capture_output=True, text=True, timeout=300)
+
+
+# --- library input ------------------------------------------------------------------------------------
+
+
+def test_a_checkpoint_with_non_finite_weights_is_refused_and_the_file_on_disk_kept(tmp_path):
+    model = nn.Linear(2, 2)
+    checkpoint.save(tmp_path / "ck.npz", model=model)
+    good = model.weight.data.copy()
+    model.weight.data[0, 0] = np.nan
+    with pytest.raises(CheckpointError, match=r"model/weight.*NaN"):
+        checkpoint.save(tmp_path / "ck.npz", model=model)
+    checkpoint.load(tmp_path / "ck.npz", model=model)
+    np.testing.assert_array_equal(model.weight.data, good)
+
+
+def test_a_save_removes_the_temporary_files_of_killed_saves(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f".ck.npz.{dead.stdout.strip()}.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    other = tmp_path / ".other.npz.1.tmp"  # another file's temporary: not this save's business
+    other.write_bytes(b"")
+    checkpoint.save(tmp_path / "ck.npz", model=nn.Linear(2, 2))
+    assert not stale.exists() and other.exists()
+
+
+def test_checkpoint_metadata_reads_without_touching_the_random_streams(tmp_path):
+    checkpoint.save(tmp_path / "ck.npz", model=nn.Linear(2, 2), history=[1, 2])
+    npgen.manual_seed(3)
+    expected = npgen.randn(2).numpy()
+    npgen.manual_seed(3)
+    assert checkpoint.read_metadata(tmp_path / "ck.npz") == {"history": [1, 2]}
+    np.testing.assert_array_equal(npgen.randn(2).numpy(), expected)
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: optim.Adam(p, lr=-1), "invalid lr: -1"),
+        (lambda p: optim.Adam(p, eps=-1e-8), "invalid eps"),
+        (lambda p: optim.Adam(p, betas=(0.9, 1.0)), r"betas must lie in \[0, 1\)"),
+        (lambda p: optim.Adam(p, lr=float("nan")), "invalid lr: nan"),
+        (lambda p: optim.SGD(p, lr=0.1, momentum=-0.5), "invalid momentum: -0.5"),
+        (lambda p: optim.SGD(p, lr=0.1, weight_decay=-1), "invalid weight_decay"),
+    ],
+)
+def test_optimizers_refuse_hyperparameters_out_of_range(make, message):
+    with pytest.raises(ValueError, match=message):
+        make(nn.Linear(2, 2).parameters())
+
+
+def test_clip_grad_norm_refuses_a_bound_that_would_flip_the_gradients():
+    w = npgen.tensor([1.0], requires_grad=True)
+    w.grad = np.array([1.0], np.float32)
+    with pytest.raises(ValueError, match="max_norm must be positive, got -1"):
+        optim.clip_grad_norm([w], -1)
+
+
+def test_the_mean_of_an_empty_batch_is_nan_not_a_crash():
+    assert np.isnan(npgen.tensor(np.zeros((0, 3))).mean().item())
+
+
+def test_binarize_refuses_float_images_that_would_all_become_zero():
+    with pytest.raises(TypeError, match=r"uint8 .* float32"):
+        binarize(np.random.default_rng(0).random((2, 784), dtype=np.float32), "threshold")
+
+
+def test_load_state_dict_names_a_value_that_is_not_an_array_and_takes_lists():
+    layer = nn.Linear(2, 1)
+    with pytest.raises(TypeError, match="bias is a NoneType"):
+        layer.load_state_dict({"weight": np.zeros((1, 2)), "bias": None})
+    layer.load_state_dict({"weight": [[1.0, 2.0]], "bias": [0.5]})
+    assert layer.weight.data.tolist() == [[1.0, 2.0]] and layer.weight.dtype == np.float32
+
+
+def test_the_vae_refuses_raw_pixels_and_asks_for_binarized_ones():
+    with pytest.raises(TypeError, match="uint8 pixels: use npgen.data.binarize"):
+        VAE(hidden=8, z_dim=2).loss(npgen.tensor(np.full((2, 784), 255, np.uint8)))
+
+
+@pytest.mark.parametrize("bad", [-1.0, 256.0, np.nan])
+def test_the_flow_refuses_pixels_outside_0_to_255(bad):
+    x = np.full((2, 784), 100.0, np.float32)
+    x[1, 5] = bad
+    with pytest.raises(ValueError, match=r"pixels must lie in 0..255, got float32 values"):
+        Flow(n_flows=1, n_hidden=8).log_prob(x)
+
+
+@pytest.mark.parametrize(
+    "write, message",
+    [
+        (lambda p: np.save(p, np.full((5, 784), np.nan)), "5 values are NaN|3920 values are NaN"),
+        (lambda p: np.save(p, np.zeros((1, 784))), r"N ≥ 2, got \(1, 784\)"),
+        (lambda p: np.save(p, np.zeros((0, 784))), r"N ≥ 2, got \(0, 784\)"),
+        (lambda p: np.savez(p, samples=np.zeros((5, 784))), "a .npz archive"),
+        (lambda p: p.write_text("0.5 0.5\n"), "not a .npy file"),
+        (lambda p: np.save(p, np.full((3, 784), 2.0)), r"values span \[2, 2\], expected \[0, 1\]"),
+    ],
+    ids=["nan", "one_sample", "empty", "npz", "text", "out_of_range"],
+)
+def test_the_metrics_command_names_what_is_wrong_with_a_samples_file(tmp_path, write, message):
+    path = tmp_path / "samples.npy"
+    write(path)
+    if not path.exists():  # np.savez appends .npz
+        path = tmp_path / "samples.npy.npz"
+    with pytest.raises(SystemExit, match=message):
+        metrics.load_samples(path)
+
+
+# --- the example scripts ------------------------------------------------------------------------------
+
+VAE_QUICK = ["--hidden", "32", "--zdim", "2", "--train-size", "2000", "--iw-samples", "2"]
+FLOW_QUICK = ["--hidden", "16", "--n-flows", "1", "--train-size", "500", "--batch-size", "250"]
+GAN_QUICK = ["--train-size", "640", "--n-eval", "0"]
+CLASSIFIER_QUICK = ["--train-size", "2000"]
+
+
+@pytest.mark.parametrize(
+    "script, args",
+    [
+        ("vae.py", [*VAE_QUICK, "--lr", "1e30"]),
+        ("gan.py", [*GAN_QUICK, "--lr", "1e30"]),
+        ("flow.py", [*FLOW_QUICK, "--lr", "1e30"]),
+        ("mnist_classifier.py", [*CLASSIFIER_QUICK, "--lr", "1e30"]),
+    ],
+)
+def test_a_diverging_run_stops_at_the_first_non_finite_step_and_exits_with_an_error(tmp_path, script, args):
+    done = run(script, *args, "--epochs", "2", "--out", str(tmp_path))
+    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "non-finite" in done.stderr and "at epoch 1, step" in done.stderr, done.stderr[-2000:]
+    assert not (tmp_path / "checkpoint.npz").exists() and not (tmp_path / "metrics.json").exists()
+
+
+@pytest.mark.parametrize(
+    "script, args, message",
+    [
+        ("vae.py", ["--zdim", "0"], "argument --zdim: 0 is not a positive integer"),
+        ("vae.py", ["--hidden", "0"], "argument --hidden: 0 is not a positive integer"),
+        ("vae.py", ["--iw-samples", "-3"], "argument --iw-samples: -3 is not an integer ≥ 0"),
+        ("vae.py", ["--train-size", "-10"], "argument --train-size: -10 is not a positive integer"),
+        ("vae.py", ["--train-size", "0"], "argument --train-size: 0 is not a positive integer"),
+        ("vae.py", ["--train-size", "50001"], "--train-size 50001: there are only 50,000 training images"),
+        ("vae.py", ["--lr", "abc"], "argument --lr: 'abc' is not a positive number"),
+        ("gan.py", ["--save-interval", "0"], "argument --save-interval: 0 is not a positive integer"),
+        ("gan.py", ["--train-size", "256", "--batch-size", "512"], "--train-size 256 is smaller than --batch-size 512"),
+        ("gan.py", ["--n-eval", "1"], "--n-eval 1: scoring needs at least 2 samples"),
+        ("gan.py", ["--beta1", "1.5"], "argument --beta1: 1.5 is not a number in [0, 1)"),
+        ("flow.py", ["--clip-grad", "-1"], "argument --clip-grad: -1 is not a number ≥ 0"),
+        ("flow.py", ["--n-flows", "0"], "argument --n-flows: 0 is not a positive integer"),
+        ("mnist_classifier.py", ["--epochs", "0"], "argument --epochs: 0 is not a positive integer"),
+    ],
+)
+def test_flags_out_of_range_are_refused_before_any_work(tmp_path, script, args, message):
+    done = run(script, *args, "--out", str(tmp_path / "run"))
+    assert done.returncode == 2 and message in done.stderr, done.stderr[-2000:]
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("script", ["vae.py", "gan.py", "flow.py", "mnist_classifier.py"])
+def test_an_output_directory_that_cannot_be_written_is_refused_before_training(tmp_path, script):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    done = run(script, "--out", str(a_file))
+    assert done.returncode == 1 and f"--out {a_file} is a file, not a directory" in done.stderr
+    done = run(script, "--out", str(a_file / "inside"))
+    assert done.returncode == 1 and f"--out {a_file / 'inside'} is not writable" in done.stderr
+
+
+def test_resume_without_a_checkpoint_says_where_it_looked(tmp_path):
+    done = run("vae.py", *VAE_QUICK, "--resume", "--out", str(tmp_path))
+    assert done.returncode == 1 and f"no checkpoint at {tmp_path / 'checkpoint.npz'}" in done.stderr
+
+
+def test_resume_refuses_flags_that_change_the_run_and_allows_more_epochs(tmp_path):
+    first = run("vae.py", *VAE_QUICK, "--epochs", "1", "--out", str(tmp_path))
+    assert first.returncode == 0, first.stderr[-2000:]
+    for flag, value, saved in [("--lr", "0.5", "0.001"), ("--seed", "1", "0"), ("--batch-size", "64", "128")]:
+        done = run("vae.py", *VAE_QUICK, "--epochs", "2", flag, value, "--resume", "--out", str(tmp_path))
+        assert done.returncode == 1 and f"{flag} was {saved}, now {value}" in done.stderr, done.stderr[-2000:]
+    done = run("vae.py", *VAE_QUICK, "--binarize", "dynamic", "--epochs", "2", "--resume", "--out", str(tmp_path))
+    assert "--binarize was 'static', now 'dynamic'" in done.stderr
+    assert len(checkpoint.read_metadata(tmp_path / "checkpoint.npz")["history"]) == 1  # nothing was trained
+    done = run("vae.py", *VAE_QUICK, "--epochs", "2", "--iw-samples", "3", "--resume", "--out", str(tmp_path))
+    assert done.returncode == 0 and "resumed" in done.stdout, done.stderr[-2000:]
+    recorded = json.loads((tmp_path / "metrics.json").read_text())["args"]
+    assert recorded["lr"] == "0.001" and recorded["epochs"] == "2" and recorded["iw_samples"] == "3"
+
+
+def test_a_flow_run_stopped_between_its_two_checkpoint_writes_reports_the_true_best(tmp_path):
+    straight, one_epoch, stopped = tmp_path / "straight", tmp_path / "one_epoch", tmp_path / "stopped"
+    assert run("flow.py", *FLOW_QUICK, "--epochs", "2", "--out", str(straight)).returncode == 0
+    assert run("flow.py", *FLOW_QUICK, "--epochs", "1", "--out", str(one_epoch)).returncode == 0
+    expected = json.loads((straight / "metrics.json").read_text())
+    assert expected["best_epoch"] == 2  # the second epoch improved: it wrote checkpoint.npz, then best.npz
+    # The state of a run killed after epoch 2's checkpoint.npz and before its best.npz:
+    stopped.mkdir()
+    shutil.copy(straight / "checkpoint.npz", stopped / "checkpoint.npz")
+    shutil.copy(one_epoch / "best.npz", stopped / "best.npz")
+    done = run("flow.py", *FLOW_QUICK, "--epochs", "2", "--resume", "--out", str(stopped))
+    assert done.returncode == 0 and "one save behind" in done.stdout, done.stderr[-2000:]
+    assert json.loads((stopped / "metrics.json").read_text())["best_test_bpd"] == expected["best_test_bpd"]
+
+
+@pytest.mark.slow
+def test_a_run_killed_at_random_moments_resumes_to_the_uninterrupted_numbers(tmp_path):
+    """Kill a short VAE run again and again (many kills land in a save), resume each time, compare at the end."""
+    args = [*VAE_QUICK, "--epochs", "20", "--iw-samples", "0"]  # ~6 s: ~1.5 s of imports, then 0.2 s epochs
+    straight = run("vae.py", *args, "--out", str(tmp_path / "straight"))
+    assert straight.returncode == 0
+    out, rng, kills = tmp_path / "killed", np.random.default_rng(0), 0
+    command = [sys.executable, str(EXAMPLES / "vae.py"), *args, "--out", str(out)]
+    while not (out / "metrics.json").exists():
+        resume = ["--resume"] if (out / "checkpoint.npz").exists() else []
+        process = subprocess.Popen(command + resume, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            process.wait(timeout=rng.uniform(1.0, 3.0))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            kills += 1
+        assert kills < 100
+    assert kills >= 5 and not list(out.glob(".*.tmp"))
+
+    def numbers(path: Path) -> dict:
+        metrics_ = json.loads((path / "metrics.json").read_text())
+        epochs = [{k: v for k, v in e.items() if k != "seconds"} for e in metrics_["epochs"]]
+        return {"epochs": epochs, "test": metrics_["test"]}
+
+    assert numbers(out) == numbers(tmp_path / "straight")
+
+
+def test_the_run_helpers_refuse_a_checkpoint_without_a_configuration(tmp_path):
+    checkpoint.save(tmp_path / "checkpoint.npz", model=nn.Linear(2, 2), history=[])
+    with pytest.raises(SystemExit, match="records no configuration"):
+        runs.resume(tmp_path / "checkpoint.npz", {"lr": 0.1}, model=nn.Linear(2, 2))
+    assert os.path.exists(tmp_path / "checkpoint.npz")
