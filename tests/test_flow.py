@@ -9,7 +9,7 @@ import pytest
 
 import npgen
 from npgen import backend
-from npgen.models import Coupling, Flow
+from npgen.models import Coupling, Flow, MaskedCoupling
 from npgen.models.flow import ALPHA, checkerboard, postprocess, preprocess
 
 
@@ -49,10 +49,12 @@ def test_checkerboard_masks_alternate_and_complement():
 
 
 def test_a_fresh_coupling_is_exactly_the_identity():
-    coupling = Coupling(checkerboard(28), n_hidden=32)
     x = npgen.randn(5, 784)
-    y, logdet = coupling(x)
+    y, logdet = MaskedCoupling(checkerboard(28), n_hidden=32)(x)
     assert np.array_equal(y.numpy(), x.numpy()) and np.array_equal(logdet.numpy(), np.zeros(5))
+    x1, x2 = npgen.randn(5, 392), npgen.randn(5, 392)
+    y2, logdet = Coupling(392, 392, n_hidden=32)(x1, x2)
+    assert np.array_equal(y2.numpy(), x2.numpy()) and np.array_equal(logdet.numpy(), np.zeros(5))
 
 
 @pytest.mark.parametrize("n", [1, 7, 19])
@@ -72,14 +74,68 @@ def test_inverse_undoes_forward_and_their_log_dets_cancel(device, n):
 
 
 def test_coupling_log_det_equals_the_log_determinant_of_its_jacobian():
-    coupling = Coupling(checkerboard(4, 1), n_hidden=8).double()
-    _randomize(coupling, scale=0.5)
+    masked = MaskedCoupling(checkerboard(4, 1), n_hidden=8).double()
+    split = Coupling(7, 9, n_hidden=8).double()  # x = [x₁ (7 values), x₂ (9)] → [x₁, y₂]
+    for coupling in (masked, split):
+        _randomize(coupling, scale=0.5)
+
+    def full(t: npgen.Tensor, coupling) -> tuple[npgen.Tensor, npgen.Tensor]:
+        """The coupling as a map of the whole vector."""
+        if coupling is masked:
+            return masked(t)
+        y2, logdet = split(t[:, :7], t[:, 7:])
+        return npgen.F.concatenate([t[:, :7], y2], axis=1), logdet
+
     x = np.random.default_rng(1).normal(size=16)
-    forward = lambda v: coupling(npgen.tensor(v[None, :]))[0].numpy()[0]  # noqa: E731
-    _, logdet = coupling(npgen.tensor(x[None, :]))
-    for jacobian in (_jacobian_by_differences(forward, x), _jacobian_by_backward(lambda t: coupling(t)[0], x)):
-        sign, log_abs_det = np.linalg.slogdet(jacobian)
-        assert sign != 0 and log_abs_det == pytest.approx(logdet.item(), abs=1e-6)
+    for coupling in (masked, split):
+        forward = lambda v, c=coupling: full(npgen.tensor(v[None, :]), c)[0].numpy()[0]  # noqa: E731
+        backward_of = lambda t, c=coupling: full(t, c)[0]  # noqa: E731
+        _, logdet = full(npgen.tensor(x[None, :]), coupling)
+        for jacobian in (_jacobian_by_differences(forward, x), _jacobian_by_backward(backward_of, x)):
+            sign, log_abs_det = np.linalg.slogdet(jacobian)
+            assert sign != 0 and log_abs_det == pytest.approx(logdet.item(), abs=1e-6)
+
+
+@pytest.mark.parametrize("parity", [0, 1])
+def test_the_split_coupling_computes_what_the_masked_one_does_with_only_its_live_weights(parity):
+    """Given a masked coupling's weights, the split form gives the same outputs, log-dets and gradients."""
+    side, hidden = 6, 5
+    mask = checkerboard(side, parity)
+    kept, changed = np.flatnonzero(mask), np.flatnonzero(1 - mask)
+    masked = MaskedCoupling(mask, n_hidden=hidden).double()
+    _randomize(masked, scale=0.4)
+    split = Coupling(len(kept), len(changed), n_hidden=hidden).double()
+    w1, b1, w2, b2, w3, b3 = (p.data for p in masked.parameters())
+    d = side * side
+    live_rows = np.concatenate([changed, d + changed])  # the scale, then the shift, of each changed value
+    for p, value in zip(split.parameters(), [w1[:, kept], b1, w2, b2, w3[live_rows], b3[live_rows]]):
+        p.data = value.copy()
+
+    rng = np.random.default_rng(7)
+    x, g, h = rng.normal(size=(3, d)), rng.normal(size=(3, d)), rng.normal(size=3)
+    y, logdet = masked(npgen.tensor(x))
+    ((y * g).sum() + (logdet * h).sum()).backward()
+    y2, logdet2 = split(npgen.tensor(x[:, kept]), npgen.tensor(x[:, changed]))
+    ((y2 * g[:, changed]).sum() + (logdet2 * h).sum()).backward()
+
+    np.testing.assert_allclose(y.numpy()[:, changed], y2.numpy(), rtol=1e-12)
+    np.testing.assert_array_equal(y.numpy()[:, kept], x[:, kept])
+    np.testing.assert_allclose(logdet.numpy(), logdet2.numpy(), rtol=1e-12)
+    g1, gb1, g2, gb2, g3, gb3 = (p.grad for p in masked.parameters())
+    expected = [g1[:, kept], gb1, g2, gb2, g3[live_rows], gb3[live_rows]]
+    for ours, theirs in zip(split.parameters(), expected):
+        np.testing.assert_allclose(ours.grad, theirs, rtol=1e-10, atol=1e-14)
+    dead_rows = np.setdiff1d(np.arange(2 * d), live_rows)
+    assert not g1[:, changed].any() and not g3[dead_rows].any() and not gb3[dead_rows].any()  # never trained
+
+
+def test_the_split_coupling_starts_from_the_masked_forms_initial_distribution():
+    npgen.manual_seed(0)
+    split, masked = Coupling(392, 392, n_hidden=1024, full_dim=784), MaskedCoupling(checkerboard(28), 1024)
+    bound = 1 / math.sqrt(784)
+    for layer in (split.net[0], masked.net[0]):
+        assert np.abs(layer.weight.data).max() <= bound and np.abs(layer.weight.data).max() > 0.99 * bound
+        assert np.abs(layer.bias.data).max() <= bound
 
 
 def test_whole_flow_log_det_equals_the_log_determinant_of_its_jacobian():
@@ -156,6 +212,8 @@ def test_samples_are_integer_pixels(device):
 
 def test_parameter_count_of_the_reference_model():
     n = sum(p.size for p in Flow(n_flows=4, n_hidden=1024).parameters())
-    assert n == 8 * (784 * 1024 + 1024 + 1024 * 1024 + 1024 + 1024 * 1568 + 1568) and math.isclose(
-        n / 1e6, 27.7, abs_tol=0.05
+    assert n == 8 * (392 * 1024 + 1024 + 1024 * 1024 + 1024 + 1024 * 784 + 784) and math.isclose(
+        n / 1e6, 18.0, abs_tol=0.05
     )
+    masked = 8 * (784 * 1024 + 1024 + 1024 * 1024 + 1024 + 1024 * 1568 + 1568)  # 27.7M in the masked form
+    assert math.isclose(1 - n / masked, 0.35, abs_tol=0.01)

@@ -13,6 +13,15 @@ Stages, for integer pixels x ∈ {0..255}^D (D = 784):
                 an MLP that sees only b⊙y, so the Jacobian is triangular:  log-det Σ (1−b)⊙s
 Bits per dimension: −log p(x̃) / (D ln 2); the −D ln 256 of stage 1 is what puts the
 likelihood of x̃ ∈ [0, 256)^D on the scale of a discrete model of x.
+
+``MaskedCoupling`` is stage 4 as written above. The flow runs ``Coupling``, the same function
+in the split form of the paper (eqs. 4–5): y₁ = x₁, y₂ = x₂⊙e^s(x₁) + t(x₁), with the
+checkerboard's two squares as x₁ and x₂. The masked MLP reads 784 inputs of which the mask
+zeroes half and writes 2 × 784 outputs of which the mask drops half; the weights on those
+never get a gradient. The split MLP (392 → hidden → hidden → 2 × 392) has exactly the live
+weights: 35% fewer parameters and multiply-adds, the same training (a test proves the two
+equal). The flow sorts the pixels once, black squares then white, so that each coupling's
+halves are the two halves of that order; the Gaussian density of z does not care about order.
 """
 
 from __future__ import annotations
@@ -53,7 +62,7 @@ def postprocess(y: Any) -> Any:
     return (p - ALPHA / 2) / (1 - ALPHA) * 256
 
 
-class Coupling(Module):
+class MaskedCoupling(Module):
     """Affine coupling y = b⊙x + (1−b)⊙(x⊙e^s + t), with s = tanh(·) and t from an MLP of b⊙x.
 
     The MLP's last layer starts at zero, so a new coupling is exactly the identity.
@@ -85,29 +94,85 @@ class Coupling(Module):
         return (y - t) * F.exp(-s), -s.sum(axis=1)
 
 
+class Coupling(Module):
+    """The masked coupling in split form: y₁ = x₁, y₂ = x₂⊙e^s + t with (s, t) = MLP(x₁).
+
+    x₁ (``kept`` values) passes unchanged; x₂ (``changed`` values) is scaled and shifted, with
+    s = tanh(first half) and t = second half of the MLP's 2·changed outputs. The Jacobian is
+    triangular with diagonal (1, e^s): log|det| = Σ s. The first layer is initialised with the
+    bound 1/√full_dim of the masked form's layer, which reads all ``full_dim`` inputs, so both
+    forms start from the same distribution; the last layer starts at zero (the identity).
+    """
+
+    def __init__(self, kept: int, changed: int, n_hidden: int = 1024, full_dim: int | None = None):
+        super().__init__()
+        self.net = Sequential(
+            Linear(kept, n_hidden), ReLU(), Linear(n_hidden, n_hidden), ReLU(), Linear(n_hidden, 2 * changed)
+        )
+        first, last = self.net[0], self.net[-1]
+        narrower = math.sqrt(kept / (full_dim or kept))  # U(±1/√kept) scaled to U(±1/√full_dim)
+        first.weight.data *= narrower
+        first.bias.data *= narrower
+        last.weight.data[...] = 0
+        last.bias.data[...] = 0
+
+    def _scale_and_shift(self, x1: Tensor) -> tuple[Tensor, Tensor]:
+        scale, shift = F.split(self.net(x1), 2, axis=1)
+        return F.tanh(scale), shift
+
+    def forward(self, x1: Tensor, x2: Tensor) -> tuple[Tensor, Tensor]:
+        """(y₂, log|det ∂y/∂x| per row); y₁ is x₁ itself."""
+        s, t = self._scale_and_shift(x1)
+        return x2 * F.exp(s) + t, s.sum(axis=1)
+
+    def inverse(self, y1: Tensor, y2: Tensor) -> tuple[Tensor, Tensor]:
+        """(x₂, log|det ∂x/∂y| per row): x₁ = y₁, so s and t are recomputed exactly."""
+        s, t = self._scale_and_shift(y1)
+        return (y2 - t) * F.exp(-s), -s.sum(axis=1)
+
+
 class Flow(Module):
-    """2·n_flows couplings alternating the checkerboard mask and its complement, on side×side images."""
+    """2·n_flows couplings alternating the checkerboard's two squares, on side×side images.
+
+    ``forward`` and ``inverse`` take pixels in checkerboard order (``order``): the black squares,
+    then the white ones. Coupling k keeps the black half and changes the white one for even k,
+    and the other way round for odd k, as the masked form alternates the mask and its complement.
+    """
 
     def __init__(self, n_flows: int = 4, n_hidden: int = 1024, side: int = 28):
         super().__init__()
         self.side, self.dim = side, side * side
-        self.couplings = Sequential(*[Coupling(checkerboard(side, k % 2), n_hidden) for k in range(2 * n_flows)])
+        black = checkerboard(side, 0)
+        order = np.concatenate([np.flatnonzero(black), np.flatnonzero(1 - black)])
+        to_device = backend.get_backend().from_host
+        self.register_buffer("order", to_device(order))  # image position of each value in checkerboard order
+        self.register_buffer("image_order", to_device(np.argsort(order)))  # and back
+        self.halves = (int(black.sum()), self.dim - int(black.sum()))
+        couplings = []
+        for k in range(2 * n_flows):
+            kept, changed = (self.halves[0], self.halves[1]) if k % 2 == 0 else (self.halves[1], self.halves[0])
+            couplings.append(Coupling(kept, changed, n_hidden, full_dim=self.dim))
+        self.couplings = Sequential(*couplings)
 
     def forward(self, y: Tensor) -> tuple[Tensor, Tensor]:
-        """Logit-space y → (z, Σ coupling log-dets per row)."""
+        """Logit-space y in checkerboard order → (z, Σ coupling log-dets per row)."""
+        halves = list(F.split(y, [self.halves[0]], axis=1))
         logdet = 0.0
-        for coupling in self.couplings:
-            y, ld = coupling(y)
+        for k, coupling in enumerate(self.couplings):
+            kept, changed = k % 2, 1 - k % 2
+            halves[changed], ld = coupling(halves[kept], halves[changed])
             logdet = ld + logdet
-        return y, logdet
+        return F.concatenate(halves, axis=1), logdet
 
     def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        """z → (logit-space y, Σ inverse log-dets per row), the couplings in reverse order."""
+        """z → (logit-space y in checkerboard order, Σ inverse log-dets per row), the couplings reversed."""
+        halves = list(F.split(z, [self.halves[0]], axis=1))
         logdet = 0.0
-        for coupling in reversed(list(self.couplings)):
-            z, ld = coupling.inverse(z)
+        for k in reversed(range(len(self.couplings))):
+            kept, changed = k % 2, 1 - k % 2
+            halves[changed], ld = self.couplings[k].inverse(halves[kept], halves[changed])
             logdet = ld + logdet
-        return z, logdet
+        return F.concatenate(halves, axis=1), logdet
 
     def log_prob(self, x: Any, u: Any = None) -> Tensor:
         """log p(x̃) in nats per image for integer pixels x (N, D), dequantized with u (default U[0,1) noise)."""
@@ -116,11 +181,11 @@ class Flow(Module):
             low, high = float(x.min()), float(x.max())
             if not (0 <= low and high <= 255):
                 raise ValueError(f"Flow.log_prob: pixels must lie in 0..255, got {x.dtype} values in [{low}, {high}]")
-        dtype = self.couplings[0].mask.dtype
+        dtype = self.couplings[0].net[0].weight.dtype
         if u is None:
             u = backend.backend_of(x).rng.uniform(x.shape, dtype=dtype)
         y, preprocess_logdet = preprocess(x.astype(dtype), u)
-        z, coupling_logdet = self(Tensor(y))
+        z, coupling_logdet = self(Tensor(y[:, self.order]))
         log_pz = -0.5 * (z * z + LOG_2PI).sum(axis=1)
         return log_pz + coupling_logdet + preprocess_logdet
 
@@ -133,10 +198,10 @@ class Flow(Module):
 
         ``z`` (n, D) standard normal noise may be given; it is scaled by the temperature.
         """
-        mask = self.couplings[0].mask
-        z = backend.backend_of(mask).rng.normal((n, self.dim), mask.dtype) if z is None else z
+        weight = self.couplings[0].net[0].weight
+        z = backend.backend_of(weight.data).rng.normal((n, self.dim), weight.dtype) if z is None else z
         z = z * temperature
         with no_grad():
             y, _ = self.inverse(Tensor(z))
-        xp = backend.get_array_module(mask)
-        return Tensor(xp.clip(xp.floor(postprocess(y.data)), 0, 255))
+        xp = backend.get_array_module(weight.data)
+        return Tensor(xp.clip(xp.floor(postprocess(y.data[:, self.image_order])), 0, 255))
