@@ -17,8 +17,9 @@ setup(
     extras_require={
         "test": ["pytest>=7", "ruff==0.17.6", "hypothesis>=6"],
         "gpu": ["cupy-cuda12x[ctk]>=14"],  # ctk: the CUDA libraries cupy loads at run time (cuRAND, cuBLAS, NVRTC…)
-        # the benchmark's reference rows (PyTorch versions of the models) and its BLAS report; npgen never imports them
-        "bench": ["torch>=2.0", "threadpoolctl>=3"],
+        # the benchmark's reference rows (PyTorch versions of the models, the numpy peers HIPS autograd and
+        # DeZero) and its BLAS report; npgen never imports them
+        "bench": ["torch>=2.0", "threadpoolctl>=3", "autograd>=1.6", "dezero"],
     },
     license="MIT",
 )

@@ -47,9 +47,9 @@ MODEL_SHAPES = [
     ("VAE decoder out", 128, 500, 784),
     ("GAN generator out", 64, 1024, 784),
     ("GAN discriminator in", 64, 784, 512),
-    ("flow coupling in", 128, 784, 1024),
+    ("flow coupling in", 128, 392, 1024),
     ("flow coupling hidden", 128, 1024, 1024),
-    ("flow coupling out", 128, 1024, 1568),
+    ("flow coupling out", 128, 1024, 784),
 ]
 SWEEP = [256, 512, 1024, 2048, 4096]
 
@@ -241,18 +241,45 @@ def torch_rows(repeats: int) -> list[str]:
     npgen.use_backend("numpy")
     npgen.manual_seed(0)
     rows = []
-    for label in npgen_models.STEPS:
+    for label, torch_label in TORCH_PAIRS:
         steps = {
             "npgen": npgen_models.STEPS[label](np.random.default_rng(0)),
-            "torch": torch_models.STEPS[label](np.random.default_rng(0)),
+            "torch": torch_models.STEPS[torch_label](np.random.default_rng(0)),
         }
         ms = {f: seconds * 1e3 for f, seconds in alternating_medians(steps, rounds=repeats, repeats=3).items()}
-        memory = {f: peak_memory_mib(f, label) for f in steps}
+        memory = {"npgen": peak_memory_mib("npgen", label), "torch": peak_memory_mib("torch", torch_label)}
         cells = [f"{ms['npgen']:.1f}", f"{ms['torch']:.1f}", f"{ms['npgen'] / ms['torch']:.2f}"]
         cells += [f"{memory[f][0]:.0f} ({memory[f][1]:.0f})" for f in steps]
         cells.append(f"{memory['npgen'][0] / memory['torch'][0]:.2f}")
-        rows.append(f"| {label} | " + " | ".join(cells) + " |")
+        rows.append(f"| {label} | {torch_label} | " + " | ".join(cells) + " |")
     return rows
+
+
+# npgen's models and the PyTorch models they are timed against: the flow twice, against the masked
+# form a user writes from the assignment's template and against the split form npgen itself runs.
+TORCH_PAIRS = [
+    ("VAE (batch 128)", "VAE (batch 128)"),
+    ("GAN (batch 64)", "GAN (batch 64)"),
+    ("flow (batch 128)", "flow, masked template (batch 128)"),
+    ("flow (batch 128)", "flow, split form (batch 128)"),
+]
+
+
+def peer_rows(rounds: int) -> list[str]:
+    """The VAE step in npgen and in the numpy peers a user might pick instead (HIPS autograd, DeZero), alternating."""
+    import peer_models
+
+    npgen.use_backend("numpy")
+    npgen.manual_seed(0)
+    steps, reasons = {"npgen": npgen_models.STEPS["VAE (batch 128)"](np.random.default_rng(0))}, {}
+    for name, make in peer_models.STEPS.items():
+        try:
+            steps[name] = make(np.random.default_rng(0))
+        except ImportError as error:  # not installed, or not importable with this numpy
+            reasons[name] = f"skipped: {error}"
+    ms = {name: seconds * 1e3 for name, seconds in alternating_medians(steps, rounds=rounds, repeats=3).items()}
+    rows = [f"| {name} | {ms[name]:.1f} | {ms[name] / ms['npgen']:.2f} |" for name in steps]
+    return rows + [f"| {name} | {reason} | |" for name, reason in reasons.items()]
 
 
 def measure_peak_memory(framework: str, label: str) -> None:
@@ -379,9 +406,17 @@ def main() -> None:
     if not torch_note():
         header = ["product", "shape", "numpy GFLOP/s", "PyTorch GFLOP/s"]
         tables.insert(1, table(header, torch_gemm_rows(max(3, repeats // 2))))
-        header = ["model", "npgen ms", "PyTorch ms", "npgen/PyTorch", "npgen peak MiB (after imports)"]
+        header = [
+            "npgen model",
+            "PyTorch model",
+            "npgen ms",
+            "PyTorch ms",
+            "npgen/PyTorch",
+            "npgen peak MiB (after imports)",
+        ]
         header += ["PyTorch peak MiB (after imports)", "memory ratio"]
         tables.append(table(header, torch_rows(max(3, repeats // 2))))
+    tables.append(table(["VAE step (batch 128)", "ms per step", "÷ npgen"], peer_rows(max(3, repeats // 2))))
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     report = [f"## {stamp}", "", f"`{' '.join(['python'] + sys.argv)}` — float32, seed 0", "", machine(), ""]
     report += [line for n in notes for line in (n, "")] + [t + "\n" for t in tables]

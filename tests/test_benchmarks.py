@@ -74,8 +74,8 @@ def test_peak_memory_is_the_child_process_own_not_the_parent_peak():
 
 
 def test_the_pytorch_models_have_exactly_npgen_parameter_shapes():
-    pytest.importorskip("torch")
-    from npgen.models import VAE, Discriminator, Flow, Generator
+    torch = pytest.importorskip("torch")
+    from npgen.models import VAE, Discriminator, Flow, Generator, MaskedCoupling
 
     import torch_models
 
@@ -83,7 +83,8 @@ def test_the_pytorch_models_have_exactly_npgen_parameter_shapes():
         (VAE(), torch_models.VAE()),
         (Generator(), torch_models.generator()),
         (Discriminator(), torch_models.discriminator()),
-        (Flow(n_hidden=32), torch_models.Flow(n_hidden=32)),
+        (Flow(n_hidden=32), torch_models.SplitFlow(n_hidden=32)),
+        (MaskedCoupling(np.ones(784), n_hidden=32), torch_models.Coupling(torch.ones(784), n_hidden=32)),
     ]
     for ours, theirs in pairs:  # both store a Linear weight as (out, in), in the order the layers run
         assert [tuple(p.shape) for p in ours.parameters()] == [tuple(p.shape) for p in theirs.parameters()]
@@ -155,3 +156,33 @@ def test_gpu_model_rows_report_the_memory_pool(monkeypatch):
         npgen.use_backend(previous)
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[:2] == ["cupy", "tiny"] and float(cells[-1]) >= 0
+
+
+def test_the_peer_table_times_npgen_and_each_installed_peer_or_says_why_not(monkeypatch):
+    pytest.importorskip("torch")  # the benchmark's extras; the peers themselves may be missing
+    import peer_models
+
+    def missing(rng):
+        raise ImportError("No module named 'nothere'")
+
+    monkeypatch.setattr(peer_models, "STEPS", {"present": lambda rng: lambda: None, "absent": missing})
+    monkeypatch.setattr(npgen_models, "STEPS", {"VAE (batch 128)": lambda rng: lambda: None})
+    monkeypatch.setattr(bench, "alternating_medians", lambda fns, rounds, repeats: {name: 0.01 for name in fns})
+    rows = bench.peer_rows(rounds=1)
+    assert rows == [
+        "| npgen | 10.0 | 1.00 |",
+        "| present | 10.0 | 1.00 |",
+        "| absent | skipped: No module named 'nothere' | |",
+    ]
+
+
+def test_the_peer_vae_steps_run_where_the_peers_are_installed():
+    import peer_models
+
+    for make in peer_models.STEPS.values():
+        try:
+            step = make(np.random.default_rng(0))
+        except ImportError:
+            continue  # the benchmark reports the reason in its table
+        step()
+        step()  # two Adam steps run without error
