@@ -19,7 +19,7 @@ from typing import Any, Callable
 import numpy as np
 
 
-class Generator:
+class RandomStream:
     """The random draws npgen needs, made on one backend from one seeded stream."""
 
     def __init__(self, from_host: Callable[[np.ndarray], Any], seed: int | None = None):
@@ -54,7 +54,7 @@ class Generator:
         self._rng.bit_generator.state = json.loads(state)
 
 
-class CupyGenerator(Generator):
+class CupyRandomStream(RandomStream):
     """Draws made on the GPU from seeds that a host stream hands out, so its state saves and resumes.
 
     cupy's generator (cuRAND) cannot report or restore its position. Here the host stream (the
@@ -91,7 +91,7 @@ class Backend:
     device: str
     to_host: Callable[[Any], np.ndarray]
     from_host: Callable[[np.ndarray], Any]
-    rng: Generator
+    rng: RandomStream
 
 
 _backends: dict[str, Backend] = {}
@@ -108,7 +108,7 @@ def register_backend(backend: Backend) -> Backend:
     return backend
 
 
-register_backend(Backend("numpy", np, np.ndarray, "cpu", np.asarray, np.asarray, Generator(np.asarray)))
+register_backend(Backend("numpy", np, np.ndarray, "cpu", np.asarray, np.asarray, RandomStream(np.asarray)))
 
 
 def _load_cupy() -> Backend:
@@ -129,7 +129,7 @@ def _load_cupy() -> Backend:
     try:
         for library in ("curand", "cublas", "nvrtc"):  # cupy loads each only when first used: load them now
             getattr(cupy.cuda, library)
-        rng = CupyGenerator(cupy)
+        rng = CupyRandomStream(cupy)
     except (ImportError, OSError) as error:
         raise RuntimeError(
             f"the cupy backend could not load a CUDA library ({error}); "
@@ -213,13 +213,14 @@ def to_numpy(array: Any) -> np.ndarray:
 _adam_kernel: Any = None
 
 # The fused Adam update as a cupy ElementwiseKernel: (input parameters, output parameters, body, name).
+# The body is optim.adam_update, element by element, with bc1 = 1 − β₁ᵗ and bc2 = 1 − β₂ᵗ.
 ADAM_KERNEL = (
-    "T g, T b1, T b2, T step_size, T sqrt_bc2, T eps",
+    "T g, T b1, T b2, T lr, T bc1, T bc2, T eps",
     "T p, T m, T v",
     """
 m = b1 * m + (1 - b1) * g;
 v = b2 * v + (1 - b2) * g * g;
-p -= step_size * m / (sqrt(v) / sqrt_bc2 + eps);
+p -= lr * (m / bc1) / (sqrt(v / bc2) + eps);
 """,
     "npgen_adam",
 )
@@ -234,9 +235,9 @@ def fused_adam(array: Any) -> Callable | None:
     if _adam_kernel is None:
         _adam_kernel = cupy_backend.xp.ElementwiseKernel(*ADAM_KERNEL)
 
-    def update(g: Any, b1: float, b2: float, step_size: float, sqrt_bc2: float, eps: float, p: Any, m: Any, v: Any):
+    def update(g: Any, b1: float, b2: float, lr: float, bc1: float, bc2: float, eps: float, p: Any, m: Any, v: Any):
         scalar = p.dtype.type
-        _adam_kernel(g, scalar(b1), scalar(b2), scalar(step_size), scalar(sqrt_bc2), scalar(eps), p, m, v)
+        _adam_kernel(g, scalar(b1), scalar(b2), scalar(lr), scalar(bc1), scalar(bc2), scalar(eps), p, m, v)
 
     return update
 
@@ -255,7 +256,7 @@ def manual_seed(seed: int) -> None:
         backend.rng.seed(_seed)
 
 
-def default_generator() -> Generator:
+def default_generator() -> RandomStream:
     """The generator of the default backend."""
     return get_backend().rng
 

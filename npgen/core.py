@@ -145,15 +145,15 @@ class Tensor:
                 raise RuntimeError(
                     "backward through a graph that a previous backward() already freed; recompute the forward pass"
                 )
-            upstream = node.output_grads(grads)
+            upstream = node._output_grads(grads)
             if upstream is not None:
-                node.apply_backward(upstream, grads, stored)
+                node._apply_backward(upstream, grads, stored)
             for x in node.inputs:
                 if x.creator is not None:
                     pending[x.creator] -= 1
                     if pending[x.creator] == 0:
                         ready.append(x.creator)
-            node.release()
+            node._release()
 
     def _seed_gradient(self, grad: Any) -> Any:
         """The gradient that starts backward: ones for a one-element tensor, else the caller's, checked and copied."""
@@ -319,8 +319,8 @@ class Function:
         """Keep arrays for backward; the engine frees them once backward has run."""
         self.saved = arrays
 
-    # --- used by Tensor.backward -----------------------------------------------------
-    def output_grads(self, grads: dict[Tensor, Any]) -> list | None:
+    # --- the engine's side, used by Tensor.backward only -----------------------------
+    def _output_grads(self, grads: dict[Tensor, Any]) -> list | None:
         """The upstream gradients of this node's outputs (zeros for unused ones), or None if all unused."""
         found = [grads.pop(y, None) if (y := ref()) is not None else None for ref in self.outputs]
         if all(g is None for g in found):
@@ -328,7 +328,7 @@ class Function:
         xp = backend.get_array_module(next(g for g in found if g is not None))
         return [xp.zeros(s, d) if g is None else g for g, (s, d) in zip(found, self.output_meta)]
 
-    def apply_backward(self, upstream: list, grads: dict[Tensor, Any], stored: set[int]) -> None:
+    def _apply_backward(self, upstream: list, grads: dict[Tensor, Any], stored: set[int]) -> None:
         """Run backward and hand each input its gradient, in its dtype (leaves keep theirs in .grad)."""
         gxs = self.backward(*upstream)
         gxs = gxs if isinstance(gxs, tuple) else (gxs,)
@@ -351,7 +351,7 @@ class Function:
             else:
                 grads[x] = gx if x not in grads else grads[x] + gx
 
-    def release(self) -> None:
+    def _release(self) -> None:
         """Forget inputs and saved arrays, so memory is freed as the backward pass goes."""
         self.inputs, self.saved, self.outputs, self.released = (), (), [], True
 

@@ -269,7 +269,71 @@ def split(x: Tensor, indices_or_sections: int | Sequence[int], axis: int = 0) ->
     return Split(indices_or_sections, axis)(x)
 
 
+# --- batch normalisation --------------------------------------------------------------
+
+
+class BatchNorm(FloatFunction):
+    """y = γ·x̂ + β with x̂ = (x − μ)/√(σ² + ε), per feature, μ and σ² the batch's mean and biased variance.
+
+    μ and σ² come in as constants, but they are functions of x; the VJP accounts for that. With
+    x̂ and s = 1/√(σ² + ε), and ĝ = g·γ (means over the batch):
+    ∂L/∂x = s·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)),  ∂L/∂γ = Σ g·x̂,  ∂L/∂β = Σ g.
+    """
+
+    def __init__(self, eps: float):
+        self.eps = eps
+
+    def forward(self, x, weight, bias, mean, var):
+        inv_std = 1 / get_array_module(x).sqrt(var + self.eps)
+        x_hat = (x - mean) * inv_std
+        self.save_for_backward(x_hat, inv_std, weight)
+        return x_hat * weight + bias
+
+    def backward(self, g):
+        x_hat, inv_std, weight = self.saved
+        g_hat = g * weight
+        gx = inv_std * (g_hat - g_hat.mean(axis=0) - x_hat * (g_hat * x_hat).mean(axis=0))
+        return gx, (g * x_hat).sum(axis=0), g.sum(axis=0), None, None
+
+
+def batch_norm(
+    x: Tensor,
+    running_mean: Any,
+    running_var: Any,
+    weight: Tensor,
+    bias: Tensor,
+    training: bool,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> Tensor:
+    """Batch normalisation of (N, C) inputs with running statistics, as torch.nn.functional.batch_norm.
+
+    Training: normalise with the batch's mean and biased variance, and move the running
+    estimates (raw arrays, updated in place, outside any graph) by ``momentum`` toward the batch
+    mean and the *unbiased* batch variance. Evaluation: normalise with the running estimates.
+    """
+    if not training:
+        scale = weight / sqrt(Tensor(running_var) + eps)
+        return (x - Tensor(running_mean)) * scale + bias
+    n = x.shape[0]
+    if n < 2:
+        raise ValueError("batch_norm in training mode needs more than one sample per batch")
+    mean, var = x.data.mean(axis=0), x.data.var(axis=0)
+    running_mean *= 1 - momentum
+    running_mean += momentum * mean
+    running_var *= 1 - momentum
+    running_var += (momentum * n / (n - 1)) * var
+    return BatchNorm(eps)(x, weight, bias, mean, var)
+
+
 # --- normalised exponentials ---------------------------------------------------------
+
+
+def _logsumexp(x: Any, axis: int | None) -> Any:
+    """log Σ e^x over ``axis`` (keeping it), as m + log Σ e^(x−m) with m = max x: no exponential overflows."""
+    xp = get_array_module(x)
+    m = x.max(axis=axis, keepdims=True)
+    return m + xp.log(xp.exp(x - m).sum(axis=axis, keepdims=True))
 
 
 class LogSumExp(FloatFunction):
@@ -279,9 +343,7 @@ class LogSumExp(FloatFunction):
         self.axis, self.keepdims = axis, keepdims
 
     def forward(self, x):
-        xp = get_array_module(x)
-        m = x.max(axis=self.axis, keepdims=True)
-        y = m + xp.log(xp.exp(x - m).sum(axis=self.axis, keepdims=True))
+        y = _logsumexp(x, self.axis)
         self.save_for_backward(x, y)
         return y if self.keepdims else y.squeeze(self.axis) if self.axis is not None else y.reshape(())
 
@@ -298,7 +360,7 @@ class LogSoftmax(FloatFunction):
         self.axis = axis
 
     def forward(self, x):
-        y = x - LogSumExp(self.axis, True).forward(x)
+        y = x - _logsumexp(x, self.axis)
         self.save_for_backward(y)
         return y
 
@@ -360,7 +422,7 @@ class CrossEntropy(FloatFunction):
 
     def forward(self, x):
         xp = get_array_module(x, self.labels)
-        log_p = LogSoftmax(-1).forward(x)
+        log_p = x - _logsumexp(x, -1)
         rows = xp.arange(len(x))
         self.save_for_backward(log_p, rows)
         return -log_p[rows, self.labels]

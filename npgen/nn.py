@@ -14,7 +14,7 @@ import numpy as np
 
 from . import backend
 from . import functional as F
-from .core import FloatFunction, Tensor
+from .core import Tensor
 
 
 class Parameter(Tensor):
@@ -269,40 +269,8 @@ class Tanh(Module):
         return F.tanh(x)
 
 
-class BatchNormFunction(FloatFunction):
-    """y = γ·x̂ + β with x̂ = (x − μ)/√(σ² + ε), per feature over the batch (training mode).
-
-    With x̂ and s = 1/√(σ² + ε) saved, the vector-Jacobian product is
-    ∂L/∂x = s·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)) where ĝ = g·γ (means over the batch),
-    ∂L/∂γ = Σ g·x̂,  ∂L/∂β = Σ g.
-    """
-
-    def __init__(self, eps: float):
-        self.eps = eps
-
-    def forward(self, x: Any, weight: Any, bias: Any) -> Any:
-        mean = x.mean(axis=0)
-        var = x.var(axis=0)  # biased: normalise with the batch's own variance
-        inv_std = 1 / backend.get_array_module(x).sqrt(var + self.eps)
-        x_hat = (x - mean) * inv_std
-        self.save_for_backward(x_hat, inv_std, weight)
-        self.batch_mean, self.batch_var = mean, var
-        return x_hat * weight + bias
-
-    def backward(self, g: Any) -> tuple:
-        x_hat, inv_std, weight = self.saved
-        g_hat = g * weight
-        gx = inv_std * (g_hat - g_hat.mean(axis=0) - x_hat * (g_hat * x_hat).mean(axis=0))
-        return gx, (g * x_hat).sum(axis=0), g.sum(axis=0)
-
-
 class BatchNorm1d(Module):
-    """Batch normalisation of (N, C) inputs with running statistics for evaluation, as in PyTorch.
-
-    Training: normalise with the batch mean and biased variance, and move the running
-    estimates (plain buffers, outside any graph) by ``momentum`` toward the batch mean and
-    the *unbiased* batch variance. Evaluation: normalise with the running estimates.
-    """
+    """Batch normalisation of (N, C) inputs (``F.batch_norm``): the parameters γ, β and the running statistics."""
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1):
         super().__init__()
@@ -317,24 +285,11 @@ class BatchNorm1d(Module):
     def forward(self, x: Tensor) -> Tensor:
         if x.ndim != 2 or x.shape[1] != self.num_features:
             raise ValueError(f"BatchNorm1d({self.num_features}) expects input (N, {self.num_features}), got {x.shape}")
-        if not self.training:
-            scale = self.weight / F.sqrt(Tensor(self.running_var) + self.eps)
-            return (x - Tensor(self.running_mean)) * scale + self.bias
-        if x.shape[0] < 2:
-            raise ValueError("BatchNorm1d in training mode needs more than one sample per batch")
-        op = BatchNormFunction(self.eps)
-        y = op(x, self.weight, self.bias)
-        self._update_running_stats(op.batch_mean, op.batch_var, x.shape[0])
-        return y
-
-    def _update_running_stats(self, mean: Any, var: Any, n: int) -> None:
-        """In place, on raw arrays: no graph is built, so nothing accumulates step after step."""
-        m = self.momentum
-        self.running_mean *= 1 - m
-        self.running_mean += m * mean
-        self.running_var *= 1 - m
-        self.running_var += (m * n / (n - 1)) * var
-        self.num_batches_tracked += 1
+        if self.training:
+            self.num_batches_tracked += 1
+        return F.batch_norm(
+            x, self.running_mean, self.running_var, self.weight, self.bias, self.training, self.momentum, self.eps
+        )
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"

@@ -108,11 +108,32 @@ class SGD(Optimizer):
             p.data -= group["lr"] * g
 
 
-class Adam(Optimizer):
-    """Adam with PyTorch's bias correction (Kingma & Ba, 2015).
+def adam_update(p: Any, g: Any, m: Any, v: Any, t: int, lr: float, betas: tuple[float, float], eps: float) -> None:
+    """One Adam step of one parameter, in place, as the paper writes it (Kingma & Ba, 2015, Algorithm 1).
 
-    m ← β₁m + (1−β₁)g,  v ← β₂v + (1−β₂)g²,
-    p ← p − lr/(1−β₁ᵗ) · m / (√v/√(1−β₂ᵗ) + ε)
+        m ← β₁m + (1−β₁)g           the running mean of the gradient
+        v ← β₂v + (1−β₂)g²          the running mean of its square
+        m̂ = m/(1−β₁ᵗ),  v̂ = v/(1−β₂ᵗ)   bias corrections (m and v start at zero)
+        p ← p − lr·m̂/(√v̂ + ε)       ε added to √v̂, as PyTorch does
+
+    This is the reference; ``Adam(fast=True)`` computes the same numbers in fewer passes.
+    """
+    b1, b2 = betas
+    xp = backend.get_array_module(p)
+    m *= b1
+    m += (1 - b1) * g
+    v *= b2
+    v += (1 - b2) * g * g
+    m_hat, v_hat = m / (1 - b1**t), v / (1 - b2**t)
+    p -= lr * m_hat / (xp.sqrt(v_hat) + eps)
+
+
+class Adam(Optimizer):
+    """Adam with PyTorch's bias correction: ``adam_update`` on every parameter that has a gradient.
+
+    ``fast`` (the default) gets the same numbers another way: on a GPU one fused kernel per
+    parameter; on the host, cache-sized chunks with fewer passes over memory, shared among the
+    cores. ``fast=False`` runs ``adam_update`` as written.
     """
 
     def __init__(
@@ -122,30 +143,36 @@ class Adam(Optimizer):
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
         weight_decay: float = 0.0,
+        fast: bool = True,
     ):
         _check_hyperparameters(lr=lr, eps=eps, weight_decay=weight_decay)
         if not all(0.0 <= b < 1.0 for b in betas):
             raise ValueError(f"Adam's betas must lie in [0, 1), got {tuple(betas)}")
         super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay})
+        self.fast = fast
 
     def step(self) -> None:
         """Update every parameter that has a gradient."""
-        host_chunks = []  # (p, g, m, v, constants) pieces of the numpy updates, shared out among the cores at the end
+        host_chunks = []  # (p, g, m, v, constants) pieces of the fast host updates, shared among the cores at the end
         for i, p, group in self._params():
             state = self._state_for(i, p, ("exp_avg", "exp_avg_sq"))
             state["step"] += 1
-            (b1, b2), t = group["betas"], state["step"]
+            t, m, v = state["step"], state["exp_avg"], state["exp_avg_sq"]
             g = p.grad if not group["weight_decay"] else p.grad + group["weight_decay"] * p.data
-            step_size = group["lr"] / (1 - b1**t)
-            sqrt_bc2 = math.sqrt(1 - b2**t)
+            if not self.fast:
+                adam_update(p.data, g, m, v, t, group["lr"], group["betas"], group["eps"])
+                continue
+            (b1, b2), eps = group["betas"], group["eps"]
             fused = backend.fused_adam(p.data)
             if fused is not None:  # one pass over memory: a single GPU kernel
-                fused(g, b1, b2, step_size, sqrt_bc2, group["eps"], p.data, state["exp_avg"], state["exp_avg_sq"])
+                fused(g, b1, b2, group["lr"], 1 - b1**t, 1 - b2**t, eps, p.data, m, v)
                 continue
-            constants = (b1, b2, step_size, sqrt_bc2, group["eps"])
-            host_chunks += [(*chunk, constants) for chunk in _chunks(p.data, g, state["exp_avg"], state["exp_avg_sq"])]
+            constants = (b1, b2, group["lr"] / (1 - b1**t), math.sqrt(1 - b2**t), eps)
+            host_chunks += [(*chunk, constants) for chunk in _chunks(p.data, g, m, v)]
         _on_every_core(_adam_chunk, host_chunks)
 
+
+# --- the fast host path: the same update in cache-sized chunks, on every core ---------------------
 
 # Elements per chunk: p, g, m, v and the scratch (5 MiB of float32) stay in cache between passes.
 # Smaller chunks pay numpy's per-call cost too often (measured: 1 << 14 is twice as slow as 1 << 18).
@@ -167,10 +194,11 @@ def _chunks(p: Any, g: Any, m: Any, v: Any) -> list[tuple]:
 
 
 def _adam_chunk(p: Any, g: Any, m: Any, v: Any, constants: tuple[float, float, float, float, float]) -> None:
-    """m ← β₁m + (1−β₁)g; v ← β₂v + (1−β₂)g²; p ← p − step_size·√(1−β₂ᵗ)·m / (√v + ε√(1−β₂ᵗ)).
+    """``adam_update`` on one chunk, in fewer passes: p ← p − step_size·√(1−β₂ᵗ)·m / (√v + ε√(1−β₂ᵗ)).
 
-    (The last line is p − step_size·m / (√v/√(1−β₂ᵗ) + ε), multiplied through by √(1−β₂ᵗ):
-    one pass fewer.) Every intermediate goes into a reused scratch buffer, never a new array.
+    With step_size = lr/(1−β₁ᵗ), adam_update's last line is p − step_size·m / (√v/√(1−β₂ᵗ) + ε);
+    multiplied through by √(1−β₂ᵗ) it needs one pass fewer. Every intermediate goes into a reused
+    scratch buffer, never a new array.
     """
     b1, b2, step_size, sqrt_bc2, eps = constants
     xp = backend.get_array_module(p)

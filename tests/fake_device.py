@@ -164,5 +164,5 @@ def _to_host(a: FakeArray) -> np.ndarray:
 def register() -> backend.Backend:
     """Make the fake device known to npgen as backend 'fake' (device 'fake')."""
     return backend.register_backend(
-        backend.Backend("fake", fakexp, FakeArray, "fake", _to_host, _from_host, backend.Generator(_from_host))
+        backend.Backend("fake", fakexp, FakeArray, "fake", _to_host, _from_host, backend.RandomStream(_from_host))
     )

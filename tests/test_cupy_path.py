@@ -41,7 +41,7 @@ def _run_on_cupy(script: str, *args: str, cache: Path | None = None) -> str:
 
 def test_the_cupy_backend_is_npgens_own_loader_on_real_cupy_or_its_double():
     cupy = backend.get_backend("cupy")
-    assert cupy.xp.__name__ == "cupy" and isinstance(cupy.rng, backend.CupyGenerator)
+    assert cupy.xp.__name__ == "cupy" and isinstance(cupy.rng, backend.CupyRandomStream)
     assert CUPY or cupy.xp.__version__.endswith("(test double)")
 
 

@@ -156,3 +156,21 @@ def test_adam_updates_every_element_of_large_and_strided_parameters(layout):
         x = x - 0.01 * (m / (1 - 0.9**t)) / (np.sqrt(v / (1 - 0.999**t)) + 1e-8)
     assert p.data is data
     assert np.allclose(p.data, x, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("size", [5, optim.CHUNK * 8 + 3], ids=["one_chunk", "chunks_on_every_core"])
+def test_the_fast_adam_gives_the_plain_updates_numbers(device, size):
+    """The chunked, threaded host path and the fused GPU kernel against adam_update written as the paper."""
+    start = np.random.default_rng(0).normal(size=size).astype(np.float32)
+    params = [npgen.Tensor(backend.move(start.copy(), device), requires_grad=True) for _ in range(2)]
+    fast, plain = (
+        optim.Adam([p], lr=0.01, betas=(0.8, 0.99), weight_decay=0.1, fast=f) for p, f in zip(params, (True, False))
+    )
+    for t in range(3):
+        g = np.random.default_rng(t + 1).normal(size=size).astype(np.float32)
+        for p in params:
+            p.grad = backend.move(g.copy(), device)
+        fast.step()
+        plain.step()
+    np.testing.assert_allclose(backend.to_numpy(params[0].data), backend.to_numpy(params[1].data), rtol=2e-6, atol=1e-7)
+    assert not np.array_equal(backend.to_numpy(params[0].data), start)

@@ -168,6 +168,21 @@ CASES = {
     "log_softmax_last": (F.log_softmax, lambda x: TF.log_softmax(x, -1), [(3, 4)], (-3, 3)),
     "log_softmax_axis0": (lambda x: F.log_softmax(x, 0), lambda x: TF.log_softmax(x, 0), [(3, 4)], (-3, 3)),
     "log_softmax_middle_axis": (lambda x: F.log_softmax(x, -2), lambda x: TF.log_softmax(x, -2), [(2, 3, 4)], (-3, 3)),
+    # batch normalisation (running statistics start at 0 and 1; evaluation uses other values)
+    "batch_norm_training": (
+        lambda x, w, b: F.batch_norm(x, np.zeros(4, x.dtype), np.ones(4, x.dtype), w, b, True),
+        lambda x, w, b: TF.batch_norm(x, torch.zeros(4, dtype=x.dtype), torch.ones(4, dtype=x.dtype), w, b, True),
+        [(6, 4), (4,), (4,)],
+        (-2, 2),
+    ),
+    "batch_norm_evaluation": (
+        lambda x, w, b: F.batch_norm(x, np.full(4, 0.3, x.dtype), np.full(4, 2.0, x.dtype), w, b, False),
+        lambda x, w, b: TF.batch_norm(
+            x, torch.full((4,), 0.3, dtype=x.dtype), torch.full((4,), 2.0, dtype=x.dtype), w, b
+        ),
+        [(6, 4), (4,), (4,)],
+        (-2, 2),
+    ),
     # losses
     "bce_with_logits_mean": (
         F.binary_cross_entropy_with_logits,
