@@ -52,12 +52,13 @@ def parse_args() -> argparse.Namespace:
         help="clip the global gradient norm to this (0: off); typical norms are about 1",
     )
     parser.add_argument("--seed", type=runs.nonnegative_int, default=0)
-    parser.add_argument("--backend", default="numpy", help="numpy or cupy")
+    parser.add_argument("--backend", choices=["numpy", "cupy"], default="numpy", help="numpy or cupy (a GPU)")
     parser.add_argument("--out", type=Path, default=Path("runs/flow"))
     parser.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.npz (same flags)")
     args = parser.parse_args()
     if args.train_size and args.train_size > TRAIN:
         parser.error(f"--train-size {args.train_size}: there are only {TRAIN:,} training images")
+    args.train_size = args.train_size or TRAIN  # the number itself, so that a resume can compare it
     return args
 
 
@@ -94,8 +95,11 @@ def repair_best(best_path: Path, flow: Flow, history: list[dict]) -> None:
     if not history:
         return
     best = best_epoch(history)
-    saved = checkpoint.read_metadata(best_path)["history"] if best_path.exists() else []
-    if saved and best_epoch(saved) == best:
+    try:
+        saved = checkpoint.read_metadata(best_path).get("history") or []
+    except (FileNotFoundError, checkpoint.CheckpointError):
+        saved = []  # missing or unreadable: it is rewritten below if it can be
+    if saved and all("val_bpd" in h for h in saved) and best_epoch(saved) == best:
         return
     if best != history[-1]["epoch"]:
         raise SystemExit(f"{best_path} does not hold the best epoch ({best}) of {best_path.parent / 'checkpoint.npz'}")
@@ -114,9 +118,9 @@ def save_samples(flow: Flow, z: np.ndarray, out: Path, tag: str) -> None:
 def main() -> None:
     """Train, validate every epoch, score the test set, write metrics, checkpoints and figures."""
     args = parse_args()
-    npgen.use_backend(args.backend)
+    runs.use_backend(args.backend)
     npgen.manual_seed(args.seed)
-    runs.prepare_out(args.out)
+    runs.prepare_out(args.out, args.resume)
     config = runs.configuration(args, MAY_CHANGE_ON_RESUME)
     train_images, _ = load_mnist("train")
     test_images, _ = load_mnist("test")
@@ -135,7 +139,7 @@ def main() -> None:
     history: list[dict] = []
     path, best_path = args.out / "checkpoint.npz", args.out / "best.npz"
     if args.resume:
-        history = runs.resume(path, config, flow=flow, optimizer=opt)["history"]
+        history = runs.resume(path, config, args.epochs, flow=flow, optimizer=opt)["history"]
         print(f"resumed from {path} after epoch {len(history)}")
         repair_best(best_path, flow, history)
 

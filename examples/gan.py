@@ -54,15 +54,17 @@ def parse_args() -> argparse.Namespace:
         "--train-size", type=runs.positive_int, default=None, help="train on the first N images only (quick runs)"
     )
     parser.add_argument("--seed", type=runs.nonnegative_int, default=0)
-    parser.add_argument("--backend", default="numpy", help="numpy or cupy")
+    parser.add_argument("--backend", choices=["numpy", "cupy"], default="numpy", help="numpy or cupy (a GPU)")
     parser.add_argument("--out", type=Path, default=Path("runs/gan"))
     parser.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.npz (same flags)")
     args = parser.parse_args()
-    images = args.train_size or TRAIN
+    images = args.train_size = args.train_size or TRAIN  # the number itself, so that a resume can compare it
     if images > TRAIN:
         parser.error(f"--train-size {images}: there are only {TRAIN:,} training images")
     if images < args.batch_size:  # every batch is full (a partial one would skew BatchNorm's statistics)
         parser.error(f"--train-size {images} is smaller than --batch-size {args.batch_size}: not one full batch")
+    if args.batch_size < 2:
+        parser.error("--batch-size 1: the generator's batch normalisation needs at least 2 images per batch")
     if args.n_eval == 1:
         parser.error("--n-eval 1: scoring needs at least 2 samples (a covariance), or 0 to skip it")
     return args
@@ -139,9 +141,9 @@ def interpolation_figure(generator: Generator, classifier: npgen.nn.Sequential, 
 def main() -> None:
     """Train, save grids along the way, and score 10,000 samples at the end."""
     args = parse_args()
-    npgen.use_backend(args.backend)
+    runs.use_backend(args.backend)
     npgen.manual_seed(args.seed)
-    runs.prepare_out(args.out)
+    runs.prepare_out(args.out, args.resume)
     (args.out / "grids").mkdir(exist_ok=True)
     config = runs.configuration(args, MAY_CHANGE_ON_RESUME)
     images, _ = load_mnist("train")
@@ -158,7 +160,9 @@ def main() -> None:
     path = args.out / "checkpoint.npz"
     state = {"history": [], "step": 0}
     if args.resume:
-        state = runs.resume(path, config, generator=generator, discriminator=discriminator, opt_g=opt_g, opt_d=opt_d)
+        state = runs.resume(
+            path, config, args.epochs, generator=generator, discriminator=discriminator, opt_g=opt_g, opt_d=opt_d
+        )
         print(f"resumed from {path} after epoch {len(state['history'])}")
     else:
         save_grid(generate(generator, grid_z), args.out / "samples_start.png", nrow=5, title="samples before training")

@@ -33,7 +33,7 @@ def parse_args() -> argparse.Namespace:
         "--train-size", type=runs.positive_int, default=60000, help="use only the first N training images"
     )
     parser.add_argument("--seed", type=runs.nonnegative_int, default=0)
-    parser.add_argument("--backend", default="numpy", help="numpy or cupy")
+    parser.add_argument("--backend", choices=["numpy", "cupy"], default="numpy", help="numpy or cupy (a GPU)")
     parser.add_argument("--out", type=Path, default=Path("runs/classifier"))
     args = parser.parse_args()
     if args.train_size > 60_000:
@@ -58,7 +58,7 @@ def accuracy(model: nn.Module, images: object, labels: np.ndarray, batch_size: i
 def main() -> None:
     """Train, evaluate on the official test set, and leave numbers and figures behind."""
     args = parse_args()
-    npgen.use_backend(args.backend)
+    runs.use_backend(args.backend)
     npgen.manual_seed(args.seed)
     runs.prepare_out(args.out)
     train_x, train_y = load_mnist("train")

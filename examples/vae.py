@@ -54,12 +54,13 @@ def parse_args() -> argparse.Namespace:
         "--train-size", type=runs.positive_int, default=None, help="train on the first N images only (quick runs)"
     )
     parser.add_argument("--seed", type=runs.nonnegative_int, default=0)
-    parser.add_argument("--backend", default="numpy", help="numpy or cupy")
+    parser.add_argument("--backend", choices=["numpy", "cupy"], default="numpy", help="numpy or cupy (a GPU)")
     parser.add_argument("--out", type=Path, default=Path("runs/vae"))
     parser.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.npz (same flags)")
     args = parser.parse_args()
     if args.train_size and args.train_size > TRAIN:
         parser.error(f"--train-size {args.train_size}: there are only {TRAIN:,} training images")
+    args.train_size = args.train_size or TRAIN  # the number itself, so that a resume can compare it
     return args
 
 
@@ -117,9 +118,9 @@ def save_manifold(model: VAE, out: Path, n: int = 20) -> None:
 def main() -> None:
     """Train, validate every epoch, score the test set, and write metrics, checkpoints and figures."""
     args = parse_args()
-    npgen.use_backend(args.backend)
+    runs.use_backend(args.backend)
     npgen.manual_seed(args.seed)
-    runs.prepare_out(args.out)
+    runs.prepare_out(args.out, args.resume)
     config = runs.configuration(args, MAY_CHANGE_ON_RESUME)
     dynamic_source, train, validation, test = load_data(args.binarize, args.seed)
     train = train[: args.train_size]
@@ -135,7 +136,7 @@ def main() -> None:
     history: list[dict] = []
     path = args.out / "checkpoint.npz"
     if args.resume:
-        history = runs.resume(path, config, model=model, optimizer=opt)["history"]
+        history = runs.resume(path, config, args.epochs, model=model, optimizer=opt)["history"]
         print(f"resumed from {path} after epoch {len(history)}")
     else:
         save_sample_grids(model, grid_noise, args.out, "epoch_0_untrained")

@@ -251,6 +251,8 @@ def device_memory_mib() -> float | None:
 def manual_seed(seed: int) -> None:
     """Seed the random generator of every backend (and of those registered later)."""
     global _seed
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"manual_seed takes an integer ≥ 0, got {seed!r}")
     _seed = int(seed)
     for backend in _backends.values():
         backend.rng.seed(_seed)

@@ -45,6 +45,12 @@ def save(path: str | Path, **objects: Any) -> None:
             for i, entries in state["state"].items():
                 arrays.update({f"{name}/{i}/{k}": backend.to_numpy(v) for k, v in entries.items() if k != "step"})
         else:
+            try:
+                json.dumps(obj)
+            except TypeError as error:
+                raise TypeError(
+                    f"checkpoint.save: {name!r} is neither a Module, an Optimizer nor JSON data: {error}"
+                ) from None
             meta["metadata"][name] = obj
     for b in backend.registered_backends():
         meta["rng"][b.name] = b.rng.get_state()
@@ -88,29 +94,27 @@ def _process_alive(pid: int) -> bool:
 
 def read_metadata(path: str | Path) -> dict[str, Any]:
     """The metadata saved in ``path`` (history, configuration…), without loading anything into anything."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            meta = json.loads(str(f["__meta__"]))
-    except Exception as error:
-        raise CheckpointError(f"{path} is not a readable npgen checkpoint: {error!r}") from error
+    meta, _ = _read(Path(path), arrays=False)
     return meta["metadata"]
 
 
-def _read(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+def _read(path: Path, arrays: bool = True) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The checked metadata of ``path`` and (if ``arrays``) its arrays, or a CheckpointError saying what is wrong."""
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
+    with path.open("rb") as f:
+        if f.read(2) != b"PK":  # np.savez writes a zip archive
+            raise CheckpointError(f"{path} is not an npgen checkpoint (not a .npz archive)")
     try:
         with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
-        meta = json.loads(str(arrays.pop("__meta__")))
+            contents = {k: f[k] for k in f.files} if arrays else {"__meta__": f["__meta__"]}
+        meta = json.loads(str(contents.pop("__meta__")))
     except Exception as error:  # zip, zlib, json and numpy each raise their own kinds
         raise CheckpointError(f"{path} is not a readable npgen checkpoint: {error!r}") from error
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: unknown checkpoint format {meta.get('format')!r}, expected {FORMAT!r}")
-    return meta, arrays
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise CheckpointError(f"{path}: unknown checkpoint format {found!r}, expected {FORMAT!r}")
+    return meta, contents
 
 
 def load(path: str | Path, **objects: Any) -> dict[str, Any]:

@@ -63,6 +63,8 @@ class Tensor:
         if isinstance(data, (np.generic, int, float, bool)):
             data = np.asarray(data)  # numpy reductions return scalars; keep everything an array
         backend.backend_of(data)  # fails clearly on lists, strings, foreign arrays
+        if data.dtype.kind not in "biuf":  # np.asarray('abc') or of None would make a tensor of text or objects
+            raise TypeError(f"a tensor holds bools, integers or floats, got dtype {data.dtype}")
         self.data = data
         self.grad: Any = None
         self.requires_grad = requires_grad

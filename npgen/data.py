@@ -133,7 +133,7 @@ class DataLoader:
         lengths = {len(a) for a in arrays}
         if len(lengths) != 1:
             raise ValueError(f"DataLoader arrays differ in length: {[len(a) for a in arrays]}")
-        if batch_size < 1:
+        if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         self.arrays, self.batch_size, self.shuffle, self.drop_last = arrays, batch_size, shuffle, drop_last
         self.n = lengths.pop()

@@ -12,6 +12,8 @@ import itertools
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from .backend import get_array_module
 from .core import FloatFunction, Function, Tensor, unbroadcast
 
@@ -409,8 +411,20 @@ class BCEWithLogits(FloatFunction):
         return gx, gt
 
 
+def _broadcast_shape(*shapes: tuple) -> tuple | None:
+    """The shape that ``shapes`` broadcast to, or None if they do not."""
+    try:
+        return tuple(np.broadcast_shapes(*shapes))
+    except ValueError:
+        return None
+
+
 def binary_cross_entropy_with_logits(logits: Tensor, target: Any, reduction: str = "mean") -> Tensor:
     """Bernoulli negative log-likelihood of ``target`` under probabilities σ(logits), in nats."""
+    if _broadcast_shape(logits.shape, tuple(target.shape)) != logits.shape:  # (N,) targets, (N, 1) logits: (N, N)
+        raise ValueError(
+            f"binary_cross_entropy_with_logits: target shape {tuple(target.shape)} does not fit logits {logits.shape}"
+        )
     return _reduce(BCEWithLogits()(logits, target), reduction)
 
 
@@ -439,8 +453,13 @@ def cross_entropy(logits: Tensor, labels: Any, reduction: str = "mean") -> Tenso
     if logits.ndim != 2:
         raise ValueError(f"cross_entropy expects logits of shape (N, C), got {logits.shape}")
     labels = labels.data if isinstance(labels, Tensor) else labels
-    if labels.shape != (logits.shape[0],):
-        raise ValueError(f"cross_entropy expects {logits.shape[0]} integer labels, got shape {labels.shape}")
+    labels = labels if hasattr(labels, "dtype") else get_array_module(logits.data).asarray(labels)
+    if labels.shape != (logits.shape[0],) or labels.dtype.kind not in "iu":
+        raise ValueError(
+            f"cross_entropy expects {logits.shape[0]} integer labels, got {labels.dtype} of shape {labels.shape}"
+        )
+    if ((labels < 0) | (labels >= logits.shape[1])).any():  # a negative label would silently pick a class from the end
+        raise ValueError(f"cross_entropy: labels must lie in 0..{logits.shape[1] - 1}")
     return _reduce(CrossEntropy(labels)(logits), reduction)
 
 

@@ -182,7 +182,7 @@ def reference_scores(classifier: Sequential, n: int = 10_000) -> tuple[np.ndarra
 def load_samples(path: Path, tanh_range: bool = False) -> np.ndarray:
     """Samples (N ≥ 2, 784) in [0, 1] from a .npy file, or a SystemExit that names the file and what is wrong."""
     if not path.is_file():
-        raise SystemExit(f"{path}: no such file")
+        raise SystemExit(f"{path}: {'a directory, not a file' if path.is_dir() else 'no such file'}")
     with path.open("rb") as f:
         magic = f.read(6)
     if magic[:2] == b"PK":  # a zip: np.savez's archive
@@ -197,8 +197,11 @@ def load_samples(path: Path, tanh_range: bool = False) -> np.ndarray:
         raise SystemExit(f"{path}: expected numbers, got dtype {samples.dtype}")
     if samples.ndim != 2 or samples.shape[1] != 784 or len(samples) < 2:
         raise SystemExit(f"{path}: expected an array of shape (N, 784) with N ≥ 2, got {samples.shape}")
+    samples = samples.astype(np.float32)  # by value: integer 0/1 samples are [0, 1] samples, not pixel levels
     if not np.isfinite(samples).all():
         raise SystemExit(f"{path}: {np.size(samples) - np.isfinite(samples).sum()} values are NaN or infinite")
+    if tanh_range and samples.min() >= 0:  # a tanh output always has some background near −1
+        raise SystemExit(f"{path}: --tanh-range, but no value is negative: are these [0, 1] samples?")
     samples = (samples + 1) / 2 if tanh_range else samples
     if samples.min() < -1e-3 or samples.max() > 1 + 1e-3:
         expected = "[-1, 1] (--tanh-range)" if tanh_range else "[0, 1] (or [-1, 1] with --tanh-range)"

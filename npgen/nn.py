@@ -197,6 +197,15 @@ class Module:
         return ""
 
 
+def _check_sizes(**layer: tuple) -> None:
+    """Layer sizes must be positive integers: a TypeError or ValueError naming the layer and the sizes."""
+    ((name, sizes),) = layer.items()
+    if not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) for n in sizes):
+        raise TypeError(f"{name} sizes must be integers, got {sizes}")
+    if not all(n > 0 for n in sizes):
+        raise ValueError(f"{name} sizes must be positive, got {sizes}")
+
+
 def _shape(key: str, value: Any) -> tuple:
     """The shape of a state_dict value: an array, a Tensor, or a (nested) list of numbers."""
     if isinstance(value, (list, tuple)):
@@ -221,6 +230,7 @@ class Linear(Module):
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True):
         super().__init__()
+        _check_sizes(Linear=(in_features, out_features))
         self.in_features, self.out_features = in_features, out_features
         bound = 1.0 / math.sqrt(in_features)
         rng = backend.default_generator()
@@ -274,6 +284,7 @@ class BatchNorm1d(Module):
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1):
         super().__init__()
+        _check_sizes(BatchNorm1d=(num_features,))
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         xp = backend.get_backend().xp
         self.weight = Parameter(xp.ones(num_features, np.float32))

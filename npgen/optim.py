@@ -146,8 +146,8 @@ class Adam(Optimizer):
         fast: bool = True,
     ):
         _check_hyperparameters(lr=lr, eps=eps, weight_decay=weight_decay)
-        if not all(0.0 <= b < 1.0 for b in betas):
-            raise ValueError(f"Adam's betas must lie in [0, 1), got {tuple(betas)}")
+        if len(tuple(betas)) != 2 or not all(0.0 <= b < 1.0 for b in betas):
+            raise ValueError(f"Adam's betas must be two numbers in [0, 1), got {tuple(betas)}")
         super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay})
         self.fast = fast
 

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from . import checkpoint
+from . import backend, checkpoint
 
 
 def _number(kind: Callable[[str], Any], test: Callable[[Any], bool], wanted: str) -> Callable[[str], Any]:
@@ -42,10 +43,23 @@ nonnegative_float = _number(float, lambda v: math.isfinite(v) and v >= 0, "a num
 unit_interval = _number(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
 
 
-def prepare_out(out: Path) -> None:
-    """Create the output directory and prove it writable now, not after hours of training."""
+def prepare_out(out: Path, resume: bool = False) -> None:
+    """Create the output directory and prove it writable now, not after hours of training.
+
+    A directory that holds a run's checkpoint is refused unless ``resume``: a new run there would
+    overwrite the old one's checkpoint, metrics and figures.
+    """
     if out.exists() and not out.is_dir():
         raise SystemExit(f"--out {out} is a file, not a directory")
+    checkpoint_path = out / "checkpoint.npz"
+    if resume and not checkpoint_path.is_file():
+        raise SystemExit(
+            f"--resume: there is no checkpoint at {checkpoint_path}; start without --resume, or give the run's --out"
+        )
+    if not resume and checkpoint_path.exists():
+        raise SystemExit(
+            f"--out {out} holds a run already ({checkpoint_path}): add --resume to continue it, or choose another --out"
+        )
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".npgen-write-test"
@@ -55,28 +69,40 @@ def prepare_out(out: Path) -> None:
         raise SystemExit(f"--out {out} is not writable: {error}") from None
 
 
+def use_backend(name: str) -> None:
+    """Switch to the backend of ``--backend``, or stop with what is missing (no CuPy, no GPU, a library)."""
+    try:
+        backend.use_backend(name)
+    except (RuntimeError, ValueError) as error:
+        raise SystemExit(f"--backend {name}: {error}") from None
+
+
 def configuration(args: argparse.Namespace, may_change: set[str]) -> dict[str, Any]:
-    """The flags that define the run (all but ``may_change`` and --resume), as JSON-ready values."""
+    """The flags that define the run (all but ``may_change``, --out and --resume) and the script, JSON-ready."""
     skip = may_change | {"resume", "out"}
-    return {
-        k: v if isinstance(v, (int, float, str, bool, type(None))) else str(v)
-        for k, v in vars(args).items()
-        if k not in skip
-    }
+    config = {k: v if isinstance(v, (int, float, str, bool, type(None))) else str(v) for k, v in vars(args).items()}
+    return {"script": Path(sys.argv[0]).name, **{k: v for k, v in config.items() if k not in skip}}
 
 
-def resume(path: Path, config: dict[str, Any], **objects: Any) -> dict[str, Any]:
+def resume(path: Path, config: dict[str, Any], epochs: int, **objects: Any) -> dict[str, Any]:
     """Load the checkpoint at ``path`` into ``objects`` if it was made with the same ``config``; its metadata.
 
-    Every flag that differs is named with its old and new value, and nothing is loaded.
+    Every flag that differs is named with its old and new value, and nothing is loaded. ``epochs``
+    may grow (the run goes on) but not shrink below the epochs already done.
     """
-    if not path.is_file():
-        raise SystemExit(f"--resume: there is no checkpoint at {path}; start without --resume, or give the run's --out")
-    saved = checkpoint.read_metadata(path).get("config")
+    try:
+        metadata = checkpoint.read_metadata(path)
+    except (FileNotFoundError, checkpoint.CheckpointError) as error:
+        raise SystemExit(f"--resume: {error}") from None
+    saved = metadata.get("config")
     if saved is None:
         raise SystemExit(f"--resume: {path} records no configuration to check the flags against; start a new run")
+    if saved.get("script") != config["script"]:
+        raise SystemExit(f"--resume: {path} was written by {saved.get('script')}, not by {config['script']}")
     changed = [
-        f"--{k.replace('_', '-')} was {saved[k]!r}, now {config[k]!r}" for k in config if saved.get(k) != config[k]
+        f"--{k.replace('_', '-')} was {saved.get(k, 'not set')!r}, now {config[k]!r}"
+        for k in config
+        if saved.get(k) != config[k]
     ]
     if changed:
         raise SystemExit(
@@ -84,7 +110,13 @@ def resume(path: Path, config: dict[str, Any], **objects: Any) -> dict[str, Any]
             + "; ".join(changed)
             + ". Give the saved values, or start a new run in another --out."
         )
-    return checkpoint.load(path, **objects)
+    done = len(metadata.get("history", []))
+    if epochs < done:
+        raise SystemExit(f"--resume --epochs {epochs}: the run in {path} has done {done} epochs already")
+    try:
+        return checkpoint.load(path, **objects)
+    except checkpoint.CheckpointError as error:
+        raise SystemExit(f"--resume: {error}") from None
 
 
 def stop_if_not_finite(value: float, what: str, epoch: int, step: int, kept: Path | None) -> None:

@@ -69,7 +69,7 @@ def test_checkpoint_metadata_reads_without_touching_the_random_streams(tmp_path)
     [
         (lambda p: optim.Adam(p, lr=-1), "invalid lr: -1"),
         (lambda p: optim.Adam(p, eps=-1e-8), "invalid eps"),
-        (lambda p: optim.Adam(p, betas=(0.9, 1.0)), r"betas must lie in \[0, 1\)"),
+        (lambda p: optim.Adam(p, betas=(0.9, 1.0)), r"betas must be two numbers in \[0, 1\)"),
         (lambda p: optim.Adam(p, lr=float("nan")), "invalid lr: nan"),
         (lambda p: optim.SGD(p, lr=0.1, momentum=-0.5), "invalid momentum: -0.5"),
         (lambda p: optim.SGD(p, lr=0.1, weight_decay=-1), "invalid weight_decay"),
@@ -113,7 +113,7 @@ def test_the_vae_refuses_raw_pixels_and_asks_for_binarized_ones():
 def test_the_flow_refuses_pixels_outside_0_to_255(bad):
     x = np.full((2, 784), 100.0, np.float32)
     x[1, 5] = bad
-    with pytest.raises(ValueError, match=r"pixels must lie in 0..255, got float32 values"):
+    with pytest.raises(ValueError, match=r"pixels must be integers 0..255, got float32 values"):
         Flow(n_flows=1, n_hidden=8).log_prob(x)
 
 
@@ -136,6 +136,66 @@ def test_the_metrics_command_names_what_is_wrong_with_a_samples_file(tmp_path, w
         path = tmp_path / "samples.npy.npz"
     with pytest.raises(SystemExit, match=message):
         metrics.load_samples(path)
+
+
+@pytest.mark.parametrize(
+    "call, error, message",
+    [
+        (lambda: nn.Linear(0, 3), ValueError, r"Linear sizes must be positive, got \(0, 3\)"),
+        (lambda: nn.Linear(2.5, 3), TypeError, r"Linear sizes must be integers, got \(2.5, 3\)"),
+        (lambda: nn.BatchNorm1d(-2), ValueError, r"BatchNorm1d sizes must be positive"),
+        (lambda: VAE(z_dim=0), ValueError, r"Linear sizes must be positive"),
+        (lambda: Flow(n_flows=0), ValueError, "n_flows ≥ 1"),
+        (lambda: npgen.tensor("abc"), TypeError, "bools, integers or floats, got dtype <U3"),
+        (lambda: npgen.tensor(None), TypeError, "got dtype object"),
+        (lambda: npgen.data.DataLoader(np.zeros(4), batch_size=2.5), ValueError, "batch_size must be positive"),
+        (lambda: optim.Adam(nn.Linear(2, 2).parameters(), betas=(0.9,)), ValueError, "two numbers"),
+        (lambda: npgen.manual_seed(1.7), ValueError, "integer ≥ 0, got 1.7"),
+        (lambda: npgen.manual_seed(-1), ValueError, "integer ≥ 0, got -1"),
+        (
+            lambda: npgen.F.cross_entropy(npgen.randn(4, 3), np.array([0, 1, -1, 1])),
+            ValueError,
+            r"labels must lie in 0..2",
+        ),
+        (
+            lambda: npgen.F.cross_entropy(npgen.randn(2, 3), np.array([0.0, 1.0])),
+            ValueError,
+            "integer labels, got float64",
+        ),
+        (
+            lambda: npgen.F.binary_cross_entropy_with_logits(npgen.randn(4, 1), np.ones(4, np.float32)),
+            ValueError,
+            r"target shape \(4,\) does not fit logits \(4, 1\)",
+        ),
+        (lambda: Flow(n_flows=1, n_hidden=4).log_prob(np.zeros((2, 783), np.uint8)), ValueError, r"\(N ≥ 1, 784\)"),
+        (lambda: Flow(n_flows=1, n_hidden=4).log_prob(np.full((2, 784), 0.5)), ValueError, "with fractions"),
+        (lambda: VAE(hidden=4, z_dim=2).log_likelihood(npgen.zeros(2, 784), k=0), ValueError, "k ≥ 1"),
+        (lambda: checkpoint.save("/tmp/npgen-unused.npz", weights=np.zeros(2)), TypeError, "'weights' is neither"),
+    ],
+)
+def test_bad_library_input_gets_an_error_that_names_it(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
+
+
+def test_a_checkpoint_that_is_not_an_npgen_one_gets_a_clear_error(tmp_path):
+    text, empty, plain = tmp_path / "text.npz", tmp_path / "empty.npz", tmp_path / "plain.npz"
+    text.write_text("not a checkpoint")
+    empty.write_bytes(b"")
+    np.savez(plain, weights=np.zeros(2))
+    for path, message in [(text, "not a .npz archive"), (empty, "not a .npz archive"), (plain, "not a readable npgen")]:
+        with pytest.raises(CheckpointError, match=message):
+            checkpoint.read_metadata(path)
+
+
+def test_the_metrics_command_reads_integer_samples_by_value_and_checks_tanh_range(tmp_path):
+    path = tmp_path / "samples.npy"
+    np.save(path, np.tile(np.array([0, 1], np.uint8), (3, 392)))
+    assert metrics.load_samples(path).max() == 1.0  # 0/1 samples, not pixel levels 0 and 1/255
+    with pytest.raises(SystemExit, match="--tanh-range, but no value is negative"):
+        metrics.load_samples(path, tanh_range=True)
+    with pytest.raises(SystemExit, match="a directory, not a file"):
+        metrics.load_samples(tmp_path)
 
 
 # --- the example scripts ------------------------------------------------------------------------------
@@ -175,6 +235,7 @@ def test_a_diverging_run_stops_at_the_first_non_finite_step_and_exits_with_an_er
         ("gan.py", ["--save-interval", "0"], "argument --save-interval: 0 is not a positive integer"),
         ("gan.py", ["--train-size", "256", "--batch-size", "512"], "--train-size 256 is smaller than --batch-size 512"),
         ("gan.py", ["--n-eval", "1"], "--n-eval 1: scoring needs at least 2 samples"),
+        ("gan.py", ["--batch-size", "1"], "--batch-size 1: the generator's batch normalisation needs at least 2"),
         ("gan.py", ["--beta1", "1.5"], "argument --beta1: 1.5 is not a number in [0, 1)"),
         ("flow.py", ["--clip-grad", "-1"], "argument --clip-grad: -1 is not a number ≥ 0"),
         ("flow.py", ["--n-flows", "0"], "argument --n-flows: 0 is not a positive integer"),
@@ -195,6 +256,37 @@ def test_an_output_directory_that_cannot_be_written_is_refused_before_training(t
     assert done.returncode == 1 and f"--out {a_file} is a file, not a directory" in done.stderr
     done = run(script, "--out", str(a_file / "inside"))
     assert done.returncode == 1 and f"--out {a_file / 'inside'} is not writable" in done.stderr
+
+
+def test_a_new_run_refuses_an_output_directory_that_holds_a_run(tmp_path):
+    assert run("vae.py", *VAE_QUICK, "--epochs", "1", "--out", str(tmp_path)).returncode == 0
+    before = (tmp_path / "checkpoint.npz").read_bytes()
+    done = run("vae.py", *VAE_QUICK, "--epochs", "1", "--out", str(tmp_path))
+    assert done.returncode == 1 and "holds a run already" in done.stderr and "--resume" in done.stderr
+    assert (tmp_path / "checkpoint.npz").read_bytes() == before
+    done = run("vae.py", *VAE_QUICK, "--epochs", "1", "--resume", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr[-2000:]  # resuming a finished run changes nothing, and says so
+    shorter = run("vae.py", *VAE_QUICK, "--epochs", "1", "--out", str(tmp_path / "other"))
+    assert shorter.returncode == 0
+    done = run("flow.py", *FLOW_QUICK, "--epochs", "1", "--resume", "--out", str(tmp_path))
+    assert done.returncode == 1 and "written by vae.py, not by flow.py" in done.stderr, done.stderr[-2000:]
+
+
+def test_resume_refuses_fewer_epochs_than_the_run_has_done(tmp_path):
+    assert run("vae.py", *VAE_QUICK, "--epochs", "2", "--out", str(tmp_path)).returncode == 0
+    done = run("vae.py", *VAE_QUICK, "--epochs", "1", "--resume", "--out", str(tmp_path))
+    assert done.returncode == 1 and "--epochs 1: the run in" in done.stderr and "has done 2 epochs" in done.stderr
+
+
+def test_resume_from_a_corrupt_checkpoint_is_an_error_that_names_the_file(tmp_path):
+    (tmp_path / "checkpoint.npz").write_bytes(b"PK\x03\x04 truncated")
+    done = run("vae.py", *VAE_QUICK, "--resume", "--out", str(tmp_path))
+    assert done.returncode == 1 and "not a readable npgen checkpoint" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_an_unknown_or_unusable_backend_is_a_flag_error():
+    done = run("vae.py", "--backend", "tpu")
+    assert done.returncode == 2 and "argument --backend: invalid choice: 'tpu'" in done.stderr
 
 
 def test_resume_without_a_checkpoint_says_where_it_looked(tmp_path):
@@ -263,5 +355,5 @@ def test_a_run_killed_at_random_moments_resumes_to_the_uninterrupted_numbers(tmp
 def test_the_run_helpers_refuse_a_checkpoint_without_a_configuration(tmp_path):
     checkpoint.save(tmp_path / "checkpoint.npz", model=nn.Linear(2, 2), history=[])
     with pytest.raises(SystemExit, match="records no configuration"):
-        runs.resume(tmp_path / "checkpoint.npz", {"lr": 0.1}, model=nn.Linear(2, 2))
+        runs.resume(tmp_path / "checkpoint.npz", {"script": "x.py", "lr": 0.1}, 1, model=nn.Linear(2, 2))
     assert os.path.exists(tmp_path / "checkpoint.npz")

@@ -141,6 +141,8 @@ class Flow(Module):
 
     def __init__(self, n_flows: int = 4, n_hidden: int = 1024, side: int = 28):
         super().__init__()
+        if n_flows < 1 or side < 2:
+            raise ValueError(f"a Flow needs n_flows ≥ 1 and side ≥ 2, got n_flows={n_flows}, side={side}")
         self.side, self.dim = side, side * side
         black = checkerboard(side, 0)
         order = np.concatenate([np.flatnonzero(black), np.flatnonzero(1 - black)])
@@ -177,10 +179,16 @@ class Flow(Module):
     def log_prob(self, x: Any, u: Any = None) -> Tensor:
         """log p(x̃) in nats per image for integer pixels x (N, D), dequantized with u (default U[0,1) noise)."""
         x = x.data if isinstance(x, Tensor) else x
-        if x.dtype != np.uint8:  # uint8 needs no check; anything else costs one read of its range
-            low, high = float(x.min()), float(x.max())
-            if not (0 <= low and high <= 255):
-                raise ValueError(f"Flow.log_prob: pixels must lie in 0..255, got {x.dtype} values in [{low}, {high}]")
+        if x.ndim != 2 or x.shape[1] != self.dim or len(x) == 0:
+            raise ValueError(f"Flow.log_prob: expected images of shape (N ≥ 1, {self.dim}), got {x.shape}")
+        if x.dtype != np.uint8:  # uint8 needs no check; anything else costs a read of its range
+            xp = backend.get_array_module(x)
+            low, high, fractional = float(x.min()), float(x.max()), bool((x != xp.floor(x)).any())
+            if not (0 <= low and high <= 255) or fractional:
+                raise ValueError(
+                    f"Flow.log_prob: pixels must be integers 0..255, got {x.dtype} values in [{low}, {high}]"
+                    + (" with fractions" if fractional else "")
+                )
         dtype = self.couplings[0].net[0].weight.dtype
         if u is None:
             u = backend.backend_of(x).rng.uniform(x.shape, dtype=dtype)

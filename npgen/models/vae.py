@@ -98,6 +98,8 @@ class VAE(Module):
         Samples are decoded in passes of about ``rows_per_pass`` rows, so k = 1000 over
         the whole test set fits in memory. ``eps`` (k, N, z_dim) fixes the noise.
         """
+        if k < 1:
+            raise ValueError(f"log_likelihood needs k ≥ 1 importance samples, got {k}")
         with no_grad():
             mu, logvar = self.encode(x)
             xp, rng = backend.get_array_module(mu.data), backend.backend_of(mu.data).rng
