@@ -1,7 +1,8 @@
 """npgen: a minimal, readable NumPy library for generative models, with a CuPy backend.
 
 The public face, in PyTorch's vocabulary: Tensor, tensor, no_grad, manual_seed,
-gradcheck, and the modules nn, optim, functional (as F), data and checkpoint.
+gradcheck, and the modules nn, optim, functional (as F), data and checkpoint; viz draws
+the graph of a computation, runs holds what the training scripts share.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from . import backend, checkpoint, data, functional, nn, optim
+from . import backend, checkpoint, data, functional, nn, optim, runs, viz
 from . import functional as F
 from .backend import get_array_module, manual_seed, use_backend
 from .core import Function, Tensor, is_grad_enabled, no_grad, tensor
@@ -65,5 +66,7 @@ __all__ = [
     "randn",
     "tensor",
     "use_backend",
+    "runs",
+    "viz",
     "zeros",
 ]

@@ -109,6 +109,7 @@ class LeakyReLU(Function):
     def __init__(self, negative_slope: float):
         self.a = negative_slope
         self.float_only = negative_slope != 0  # ReLU keeps integers integer, as in PyTorch
+        self.label = f"LeakyReLU({negative_slope})" if negative_slope else "ReLU"  # its name in a graph drawing
 
     def forward(self, x):
         # Arithmetic on a float slope, not xp.where: numpy's where branches per element and is
