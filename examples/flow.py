@@ -36,12 +36,16 @@ MAY_CHANGE_ON_RESUME = {"epochs"}  # it only extends a run
 
 def parse_args() -> argparse.Namespace:
     """Command-line flags (those of the original assignment, plus run management)."""
-    parser = argparse.ArgumentParser(description="Train a Real NVP flow on MNIST.")
-    parser.add_argument("--epochs", type=runs.positive_int, default=40)
-    parser.add_argument("--batch-size", type=runs.positive_int, default=128)
-    parser.add_argument("--lr", type=runs.positive_float, default=1e-3)
+    parser = argparse.ArgumentParser(
+        description="Train a Real NVP flow on MNIST.", formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument("--epochs", type=runs.positive_int, default=40, help="passes over the training images")
+    parser.add_argument("--batch-size", type=runs.positive_int, default=128, help="images per Adam step")
+    parser.add_argument("--lr", type=runs.positive_float, default=1e-3, help="Adam's learning rate")
     parser.add_argument("--n-flows", type=runs.positive_int, default=4, help="pairs of couplings (8 couplings for 4)")
-    parser.add_argument("--hidden", type=runs.positive_int, default=1024)
+    parser.add_argument(
+        "--hidden", type=runs.positive_int, default=1024, help="units of each coupling network's hidden layers"
+    )
     parser.add_argument(
         "--train-size", type=runs.positive_int, default=None, help="train on the first N images only (quick runs)"
     )
@@ -51,9 +55,11 @@ def parse_args() -> argparse.Namespace:
         default=10.0,
         help="clip the global gradient norm to this (0: off); typical norms are about 1",
     )
-    parser.add_argument("--seed", type=runs.nonnegative_int, default=0)
+    parser.add_argument("--seed", type=runs.nonnegative_int, default=0, help="seed of every random draw")
     parser.add_argument("--backend", choices=["numpy", "cupy"], default="numpy", help="numpy or cupy (a GPU)")
-    parser.add_argument("--out", type=Path, default=Path("runs/flow"))
+    parser.add_argument(
+        "--out", type=Path, default=Path("runs/flow"), help="directory for metrics, checkpoints and figures"
+    )
     parser.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.npz (same flags)")
     args = parser.parse_args()
     if args.train_size and args.train_size > TRAIN:
@@ -110,7 +116,7 @@ def repair_best(best_path: Path, flow: Flow, history: list[dict]) -> None:
 def save_samples(flow: Flow, z: np.ndarray, out: Path, tag: str) -> None:
     """5×5 samples from fixed noise at temperature 1 and 0.7 (lower temperature: cleaner, less varied)."""
     for temperature in (1.0, 0.7):
-        images = flow.sample(25, temperature, z=backend.get_backend().from_host(z))
+        images = flow.sample(25, temperature, z=backend.on_device(z))
         title = f"samples, {tag.replace('_', ' ')}, T = {temperature}"
         save_grid(images.numpy() / 255, out / f"samples_{tag}_T{temperature}.png", nrow=5, title=title)
 
@@ -124,15 +130,14 @@ def main() -> None:
     config = runs.configuration(args, MAY_CHANGE_ON_RESUME)
     train_images, _ = load_mnist("train")
     test_images, _ = load_mnist("test")
-    on_device = backend.get_backend().from_host
+    on_device = backend.on_device
     train = on_device(train_images[:-VALIDATION][: args.train_size])
     validation, test = on_device(train_images[-VALIDATION:]), on_device(test_images)
 
     flow = Flow(n_flows=args.n_flows, n_hidden=args.hidden)
     opt = npgen.optim.Adam(flow.parameters(), lr=args.lr)
     sample_z = np.random.default_rng(args.seed + 2).standard_normal((25, flow.dim), np.float32)
-    halfway = max(args.epochs // 2, 1)
-    tags = {1: "epoch_1", halfway: f"epoch_{halfway}_halfway", args.epochs: f"epoch_{args.epochs}_end"}
+    tags = runs.figure_epochs(args.epochs)
     n_params = sum(p.size for p in flow.parameters())
     print(f"Real NVP with {2 * args.n_flows} couplings, {n_params / 1e6:.1f}M parameters")
 

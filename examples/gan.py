@@ -8,7 +8,7 @@ Images are scaled to [−1, 1] (the generator ends in tanh). Written to --out:
     metrics.json         per-epoch L_D, L_G, D(x), D(G(z)), seconds; final sample-quality scores
     checkpoint.npz       after every epoch; --resume continues from it
     losses.png           L_D and L_G per epoch, with their equilibrium values 2 ln 2 and ln 2
-    samples_*.png        5×5 samples from fixed noise: start, halfway, end
+    samples_epoch_*.png  5×5 samples from fixed noise: before training, after epoch 1, halfway, at the end
     grids/step_*.png     the same grid every --save-interval steps
     interpolation.png    9 images on the line between two latent points of different digits
     saturation.png       the generator's gradient norm at the start, for both loss forms
@@ -39,23 +39,36 @@ MAY_CHANGE_ON_RESUME = {"epochs", "n_eval", "save_interval"}  # they extend a ru
 
 def parse_args() -> argparse.Namespace:
     """Command-line flags (those of the original assignment, plus run management)."""
-    parser = argparse.ArgumentParser(description="Train a GAN on MNIST.")
-    parser.add_argument("--latent-dim", type=runs.positive_int, default=100)
-    parser.add_argument("--batch-size", type=runs.positive_int, default=64)
-    parser.add_argument("--lr", type=runs.positive_float, default=2e-4)
-    parser.add_argument("--epochs", type=runs.positive_int, default=200)
+    parser = argparse.ArgumentParser(
+        description="Train a GAN on MNIST.", formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument(
+        "--latent-dim", type=runs.positive_int, default=100, help="size of the generator's noise input z"
+    )
+    parser.add_argument(
+        "--batch-size", type=runs.positive_int, default=64, help="real images per step (and as many fakes)"
+    )
+    parser.add_argument("--lr", type=runs.positive_float, default=2e-4, help="Adam's learning rate, both networks")
+    parser.add_argument("--epochs", type=runs.positive_int, default=200, help="passes over the training images")
     parser.add_argument("--save-interval", type=runs.positive_int, default=500, help="steps between sample grids")
     parser.add_argument("--beta1", type=runs.unit_interval, default=0.5, help="Adam β1 (the assignment's used 0.9)")
-    parser.add_argument("--g-loss", choices=["non-saturating", "saturating"], default="non-saturating")
+    parser.add_argument(
+        "--g-loss",
+        choices=["non-saturating", "saturating"],
+        default="non-saturating",
+        help="the generator's loss: −log D(G(z)), or log(1 − D(G(z)))",
+    )
     parser.add_argument(
         "--n-eval", type=runs.nonnegative_int, default=10_000, help="samples scored at the end (0 skips; else ≥ 2)"
     )
     parser.add_argument(
         "--train-size", type=runs.positive_int, default=None, help="train on the first N images only (quick runs)"
     )
-    parser.add_argument("--seed", type=runs.nonnegative_int, default=0)
+    parser.add_argument("--seed", type=runs.nonnegative_int, default=0, help="seed of every random draw")
     parser.add_argument("--backend", choices=["numpy", "cupy"], default="numpy", help="numpy or cupy (a GPU)")
-    parser.add_argument("--out", type=Path, default=Path("runs/gan"))
+    parser.add_argument(
+        "--out", type=Path, default=Path("runs/gan"), help="directory for metrics, checkpoints and figures"
+    )
     parser.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.npz (same flags)")
     args = parser.parse_args()
     images = args.train_size = args.train_size or TRAIN  # the number itself, so that a resume can compare it
@@ -74,7 +87,7 @@ def generate(generator: Generator, z: np.ndarray) -> np.ndarray:
     """Images in [0, 1] (host array) from latent points z, with the generator in evaluation mode."""
     generator.eval()
     with npgen.no_grad():
-        images = generator(npgen.Tensor(backend.get_backend().from_host(z))).numpy()
+        images = generator(npgen.Tensor(backend.on_device(z))).numpy()
     generator.train()
     return (images + 1) / 2
 
@@ -147,7 +160,7 @@ def main() -> None:
     (args.out / "grids").mkdir(exist_ok=True)
     config = runs.configuration(args, MAY_CHANGE_ON_RESUME)
     images, _ = load_mnist("train")
-    real_images = backend.get_backend().from_host(images[: args.train_size].astype(np.float32) / 127.5 - 1)
+    real_images = backend.on_device(images[: args.train_size].astype(np.float32) / 127.5 - 1)
 
     generator, discriminator = Generator(args.latent_dim), Discriminator()
     betas = (args.beta1, 0.999)
@@ -157,7 +170,7 @@ def main() -> None:
     figure_rng = np.random.default_rng(args.seed + 2)
     grid_z = figure_rng.standard_normal((25, args.latent_dim), np.float32)
 
-    path = args.out / "checkpoint.npz"
+    path, tags = args.out / "checkpoint.npz", runs.figure_epochs(args.epochs)
     state = {"history": [], "step": 0}
     if args.resume:
         state = runs.resume(
@@ -165,12 +178,12 @@ def main() -> None:
         )
         print(f"resumed from {path} after epoch {len(state['history'])}")
     else:
-        save_grid(generate(generator, grid_z), args.out / "samples_start.png", nrow=5, title="samples before training")
+        tag = tags[0]
+        save_grid(generate(generator, grid_z), args.out / f"samples_{tag}.png", nrow=5, title=tag.replace("_", " "))
         first_batch = npgen.Tensor(real_images[: args.batch_size])
         state["saturation"] = saturation_figure(generator, discriminator, first_batch, args.out / "saturation.png")
     history, step = state["history"], state["step"]
 
-    halfway = max(args.epochs // 2, 1)
     for epoch in range(len(history) + 1, args.epochs + 1):
         start, sums = time.perf_counter(), {}
         batches = tqdm(
@@ -196,14 +209,9 @@ def main() -> None:
             f"epoch {epoch:3d}  L_D {means['loss_d']:.3f}  L_G {means['loss_g']:.3f}  D(x) {means['d_real']:.3f}"
             f"  D(G(z)) {means['d_fake']:.3f}  {history[-1]['seconds']:5.1f} s"
         )
-        if epoch in (halfway, args.epochs):
-            tag = "end" if epoch == args.epochs else "halfway"
-            save_grid(
-                generate(generator, grid_z),
-                args.out / f"samples_{tag}.png",
-                nrow=5,
-                title=f"samples, epoch {epoch} ({tag})",
-            )
+        if epoch in tags:
+            tag = tags[epoch]
+            save_grid(generate(generator, grid_z), args.out / f"samples_{tag}.png", nrow=5, title=tag.replace("_", " "))
         checkpoint.save(
             path,
             generator=generator,

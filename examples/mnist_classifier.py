@@ -24,17 +24,19 @@ from npgen.plot import save_curves, save_grid
 
 def parse_args() -> argparse.Namespace:
     """Command-line flags."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--epochs", type=runs.positive_int, default=1)
-    parser.add_argument("--batch-size", type=runs.positive_int, default=128)
-    parser.add_argument("--lr", type=runs.positive_float, default=1e-3)
-    parser.add_argument("--hidden", type=runs.positive_int, default=256)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n", formatter_class=argparse.ArgumentDefaultsHelpFormatter)[0]
+    )
+    parser.add_argument("--epochs", type=runs.positive_int, default=1, help="passes over the training images")
+    parser.add_argument("--batch-size", type=runs.positive_int, default=128, help="images per Adam step")
+    parser.add_argument("--lr", type=runs.positive_float, default=1e-3, help="Adam's learning rate")
+    parser.add_argument("--hidden", type=runs.positive_int, default=256, help="units of each of the two hidden layers")
     parser.add_argument(
         "--train-size", type=runs.positive_int, default=60000, help="use only the first N training images"
     )
-    parser.add_argument("--seed", type=runs.nonnegative_int, default=0)
+    parser.add_argument("--seed", type=runs.nonnegative_int, default=0, help="seed of every random draw")
     parser.add_argument("--backend", choices=["numpy", "cupy"], default="numpy", help="numpy or cupy (a GPU)")
-    parser.add_argument("--out", type=Path, default=Path("runs/classifier"))
+    parser.add_argument("--out", type=Path, default=Path("runs/classifier"), help="directory for metrics and figures")
     args = parser.parse_args()
     if args.train_size > 60_000:
         parser.error(f"--train-size {args.train_size}: there are only 60,000 training images")
@@ -63,7 +65,7 @@ def main() -> None:
     runs.prepare_out(args.out)
     train_x, train_y = load_mnist("train")
     test_x, test_y = load_mnist("test")
-    on_device = backend.get_backend().from_host
+    on_device = backend.on_device
     train_x = on_device(train_x[: args.train_size].astype(np.float32) / 255)
     train_y = on_device(train_y[: args.train_size].astype(np.int64))
     test_images = on_device(test_x.astype(np.float32) / 255)

@@ -40,22 +40,33 @@ MAY_CHANGE_ON_RESUME = {"epochs", "iw_samples"}  # they extend a run or only siz
 
 def parse_args() -> argparse.Namespace:
     """Command-line flags (those of the original assignment, plus run management)."""
-    parser = argparse.ArgumentParser(description="Train a VAE on binarized MNIST.")
-    parser.add_argument("--zdim", type=runs.positive_int, default=20)
-    parser.add_argument("--epochs", type=runs.positive_int, default=40)
-    parser.add_argument("--batch-size", type=runs.positive_int, default=128)
-    parser.add_argument("--lr", type=runs.positive_float, default=1e-3)
-    parser.add_argument("--hidden", type=runs.positive_int, default=500)
-    parser.add_argument("--binarize", choices=["static", "dynamic", "threshold"], default="static")
+    parser = argparse.ArgumentParser(
+        description="Train a VAE on binarized MNIST.", formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument("--zdim", type=runs.positive_int, default=20, help="size of the latent code z")
+    parser.add_argument("--epochs", type=runs.positive_int, default=40, help="passes over the training images")
+    parser.add_argument("--batch-size", type=runs.positive_int, default=128, help="images per Adam step")
+    parser.add_argument("--lr", type=runs.positive_float, default=1e-3, help="Adam's learning rate")
+    parser.add_argument(
+        "--hidden", type=runs.positive_int, default=500, help="units of the encoder's and decoder's hidden layer"
+    )
+    parser.add_argument(
+        "--binarize",
+        choices=["static", "dynamic", "threshold"],
+        default="static",
+        help="how pixels become 0/1: sampled once, every epoch, or > 127",
+    )
     parser.add_argument(
         "--iw-samples", type=runs.nonnegative_int, default=1000, help="k of the test log-likelihood; 0 skips it"
     )
     parser.add_argument(
         "--train-size", type=runs.positive_int, default=None, help="train on the first N images only (quick runs)"
     )
-    parser.add_argument("--seed", type=runs.nonnegative_int, default=0)
+    parser.add_argument("--seed", type=runs.nonnegative_int, default=0, help="seed of every random draw")
     parser.add_argument("--backend", choices=["numpy", "cupy"], default="numpy", help="numpy or cupy (a GPU)")
-    parser.add_argument("--out", type=Path, default=Path("runs/vae"))
+    parser.add_argument(
+        "--out", type=Path, default=Path("runs/vae"), help="directory for metrics, checkpoints and figures"
+    )
     parser.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.npz (same flags)")
     args = parser.parse_args()
     if args.train_size and args.train_size > TRAIN:
@@ -68,7 +79,7 @@ def load_data(method: str, seed: int) -> tuple[object, object, object, object]:
     """(train images to binarize each epoch, or None; fixed train set; validation set; test set) on the device."""
     train_raw, _ = load_mnist("train")
     test_raw, _ = load_mnist("test")
-    on_device = backend.get_backend().from_host
+    on_device = backend.on_device
     fixed = "static" if method == "dynamic" else method  # dynamic runs still score fixed validation/test sets
     train_all = binarize(on_device(train_raw), fixed, seed=seed)
     test = binarize(on_device(test_raw), fixed, seed=seed + 1)
@@ -99,7 +110,7 @@ def test_log_likelihood(model: VAE, images: object, k: int, batch_size: int = 10
 
 def save_sample_grids(model: VAE, noise: tuple[np.ndarray, np.ndarray], out: Path, tag: str) -> None:
     """5×5 Bernoulli samples and their pixel means from fixed noise, so grids compare across epochs."""
-    z, u = (backend.get_backend().from_host(a) for a in noise)
+    z, u = (backend.on_device(a) for a in noise)
     means, samples = model.sample(25, z=z, u=u)
     save_grid(samples, out / f"samples_{tag}.png", nrow=5, title=f"Bernoulli samples, {tag.replace('_', ' ')}")
     save_grid(means, out / f"means_{tag}.png", nrow=5, title=f"pixel means, {tag.replace('_', ' ')}")
@@ -111,7 +122,7 @@ def save_manifold(model: VAE, out: Path, n: int = 20) -> None:
     z1, z2 = np.meshgrid(norm.ppf(u), norm.ppf(u)[::-1])
     z = np.stack([z1.ravel(), z2.ravel()], axis=1).astype(np.float32)
     with npgen.no_grad():
-        means = npgen.F.sigmoid(model.decode(npgen.Tensor(backend.get_backend().from_host(z))))
+        means = npgen.F.sigmoid(model.decode(npgen.Tensor(backend.on_device(z))))
     save_grid(means, out / "manifold.png", nrow=n, title="decoder means over the 2-D latent space", pad=0)
 
 
@@ -130,8 +141,7 @@ def main() -> None:
     # The figures draw their noise from a stream of their own: making them must not change training.
     figure_rng = np.random.default_rng(args.seed + 2)
     grid_noise = (figure_rng.standard_normal((25, args.zdim), np.float32), figure_rng.random((25, 784), np.float32))
-    grid_epochs = {1: "epoch_1", max(args.epochs // 2, 1): f"epoch_{max(args.epochs // 2, 1)}_halfway"}
-    grid_epochs[args.epochs] = f"epoch_{args.epochs}_end"
+    grid_epochs = runs.figure_epochs(args.epochs)
 
     history: list[dict] = []
     path = args.out / "checkpoint.npz"
@@ -139,7 +149,7 @@ def main() -> None:
         history = runs.resume(path, config, args.epochs, model=model, optimizer=opt)["history"]
         print(f"resumed from {path} after epoch {len(history)}")
     else:
-        save_sample_grids(model, grid_noise, args.out, "epoch_0_untrained")
+        save_sample_grids(model, grid_noise, args.out, grid_epochs[0])
 
     for epoch in range(len(history) + 1, args.epochs + 1):
         start = time.perf_counter()
@@ -181,7 +191,7 @@ def main() -> None:
         print(f"test log-likelihood (importance-weighted, k={args.iw_samples}) {ll:.2f} nats")
     # the median, which one epoch that shared the machine does not move
     results["seconds_per_epoch"] = float(np.median([h["seconds"] for h in history]))
-    z = backend.get_backend().from_host(figure_rng.standard_normal((10_000, args.zdim), np.float32))
+    z = backend.on_device(figure_rng.standard_normal((10_000, args.zdim), np.float32))
     np.save(args.out / "samples.npy", model.sample(10_000, z=z)[0].numpy())  # pixel means, for npgen.metrics
     (args.out / "metrics.json").write_text(json.dumps(results, indent=2))
     curves = {"train": [h["train_neg_elbo"] for h in history], "validation": [h["val_neg_elbo"] for h in history]}

@@ -205,6 +205,11 @@ def move(array: Any, device: str) -> Any:
     return target.from_host(source.to_host(array))
 
 
+def on_device(array: np.ndarray) -> Any:
+    """A host (numpy) array on the current backend: the array itself on numpy, a copy on a GPU."""
+    return get_backend().from_host(array)
+
+
 def to_numpy(array: Any) -> np.ndarray:
     """A host (numpy) copy of ``array``, whatever its backend."""
     return np.asarray(backend_of(array).to_host(array))

@@ -45,7 +45,7 @@ def train_classifier(
     """Train the evaluation classifier on the 60,000 training images (deterministic for a seed)."""
     backend.manual_seed(seed)
     images, labels = load_mnist("train")
-    on_device = backend.get_backend().from_host
+    on_device = backend.on_device
     x, y = on_device(images.astype(np.float32) / 255), on_device(labels.astype(np.int64))
     model = make_classifier(hidden)
     opt = Adam(model.parameters(), lr=lr)

@@ -119,6 +119,16 @@ def resume(path: Path, config: dict[str, Any], epochs: int, **objects: Any) -> d
         raise SystemExit(f"--resume: {error}") from None
 
 
+def figure_epochs(epochs: int) -> dict[int, str]:
+    """The epochs after which a script draws its sample figures, and their tags in the file names.
+
+    Every script names its figures ``<kind>_epoch_<E>_<when>``: before training (epoch 0), after
+    the first epoch, halfway (epoch max(epochs // 2, 1)) and at the end.
+    """
+    halfway = max(epochs // 2, 1)
+    return {0: "epoch_0_untrained", 1: "epoch_1", halfway: f"epoch_{halfway}_halfway", epochs: f"epoch_{epochs}_end"}
+
+
 def stop_if_not_finite(value: float, what: str, epoch: int, step: int, kept: Path | None) -> None:
     """End the run (exit status 1) if ``value`` is NaN or infinite, naming the epoch, the step and what is kept."""
     if not math.isfinite(value):

@@ -7,7 +7,7 @@ import pytest
 from conftest import make
 
 import npgen
-from npgen import F, backend
+from npgen import F, backend, nn
 
 # name → (function of the inputs, input shapes, value range of the inputs)
 UNARY = {
@@ -51,7 +51,8 @@ def test_relu_family_gradients_away_from_the_kink(device):
     # |x| ≥ 0.1 keeps finite differences from straddling the kink at 0.
     values = np.array([[-1.0, -0.1, 0.1, 1.0], [0.5, -0.5, 0.3, -0.3]])
     x = npgen.Tensor(backend.move(values, device), requires_grad=True)
-    assert npgen.gradcheck(lambda t: F.leaky_relu(t, 0.01), [x])
+    for fn in (F.relu, lambda t: F.leaky_relu(t, 0.01), lambda t: F.leaky_relu(t, 0.3), nn.ReLU(), nn.LeakyReLU(0.2)):
+        assert npgen.gradcheck(fn, [x])
 
 
 BINARY_SHAPES = [((3, 4), (3, 4)), ((3, 4), (4,)), ((3, 1), (1, 4)), ((2, 3, 4), (3, 1)), ((3, 4), ())]

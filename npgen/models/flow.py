@@ -71,7 +71,7 @@ class MaskedCoupling(Module):
     def __init__(self, mask: np.ndarray, n_hidden: int = 1024):
         super().__init__()
         d = len(mask)
-        self.register_buffer("mask", backend.get_backend().from_host(np.asarray(mask, np.float32)))
+        self.register_buffer("mask", backend.on_device(np.asarray(mask, np.float32)))
         self.net = Sequential(Linear(d, n_hidden), ReLU(), Linear(n_hidden, n_hidden), ReLU(), Linear(n_hidden, 2 * d))
         last = self.net[-1]
         last.weight.data[...] = 0
@@ -146,7 +146,7 @@ class Flow(Module):
         self.side, self.dim = side, side * side
         black = checkerboard(side, 0)
         order = np.concatenate([np.flatnonzero(black), np.flatnonzero(1 - black)])
-        to_device = backend.get_backend().from_host
+        to_device = backend.on_device
         self.register_buffer("order", to_device(order))  # image position of each value in checkerboard order
         self.register_buffer("image_order", to_device(np.argsort(order)))  # and back
         self.halves = (int(black.sum()), self.dim - int(black.sum()))
