@@ -88,6 +88,13 @@ class Optimizer:
             }
 
 
+def _check_hyperparameters(**values: float) -> None:
+    """Learning rate, momentum, eps and weight decay must be finite and not negative (as PyTorch checks)."""
+    for name, value in values.items():
+        if not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"invalid {name}: {value} (it must be a finite number ≥ 0)")
+
+
 class SGD(Optimizer):
     """p ← p − lr·b with b ← μ·b + g (b = g without momentum), g including weight_decay·p."""
 
@@ -172,6 +179,29 @@ class Adam(Optimizer):
         _on_every_core(_adam_chunk, host_chunks)
 
 
+def clip_grad_norm(params: Iterable[Tensor], max_norm: float) -> float:
+    """Scale all gradients by one factor so their global L2 norm is at most ``max_norm``; return the norm before.
+
+    ‖g‖ = √(Σ_p Σ_i g_pi²); the factor is max_norm / (‖g‖ + 10⁻⁶) where that is below 1, as in
+    torch.nn.utils.clip_grad_norm_. One rare batch with a huge gradient would otherwise fill Adam's
+    moment estimates and push every parameter a full step along that batch's direction at once.
+    """
+    if not max_norm > 0:  # a negative bound would flip every gradient: ascent instead of descent
+        raise ValueError(f"max_norm must be positive, got {max_norm}")
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return 0.0
+    # vdot of the flattened gradient with itself: a BLAS dot, no squared temporary of the gradient's size;
+    # the sum stays on the device, so a GPU run waits for one read back, not one per parameter
+    squares = [backend.get_array_module(g).vdot(g.ravel(), g.ravel()) for g in grads]
+    norm = math.sqrt(float(sum(squares[1:], squares[0])))
+    factor = max_norm / (norm + 1e-6)
+    if not factor >= 1:  # also for a NaN norm, which then spreads to every gradient, as in PyTorch
+        for g in grads:
+            g *= factor
+    return norm
+
+
 # --- the fast host path: the same update in cache-sized chunks, on every core ---------------------
 
 # Elements per chunk: p, g, m, v and the scratch (5 MiB of float32) stay in cache between passes.
@@ -215,36 +245,6 @@ def _adam_chunk(p: Any, g: Any, m: Any, v: Any, constants: tuple[float, float, f
     xp.divide(m, tmp, out=tmp)
     tmp *= -step_size * sqrt_bc2
     p += tmp
-
-
-def _check_hyperparameters(**values: float) -> None:
-    """Learning rate, momentum, eps and weight decay must be finite and not negative (as PyTorch checks)."""
-    for name, value in values.items():
-        if not (math.isfinite(value) and value >= 0):
-            raise ValueError(f"invalid {name}: {value} (it must be a finite number ≥ 0)")
-
-
-def clip_grad_norm(params: Iterable[Tensor], max_norm: float) -> float:
-    """Scale all gradients by one factor so their global L2 norm is at most ``max_norm``; return the norm before.
-
-    ‖g‖ = √(Σ_p Σ_i g_pi²); the factor is max_norm / (‖g‖ + 10⁻⁶) where that is below 1, as in
-    torch.nn.utils.clip_grad_norm_. One rare batch with a huge gradient would otherwise fill Adam's
-    moment estimates and push every parameter a full step along that batch's direction at once.
-    """
-    if not max_norm > 0:  # a negative bound would flip every gradient: ascent instead of descent
-        raise ValueError(f"max_norm must be positive, got {max_norm}")
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
-        return 0.0
-    # vdot of the flattened gradient with itself: a BLAS dot, no squared temporary of the gradient's size;
-    # the sum stays on the device, so a GPU run waits for one read back, not one per parameter
-    squares = [backend.get_array_module(g).vdot(g.ravel(), g.ravel()) for g in grads]
-    norm = math.sqrt(float(sum(squares[1:], squares[0])))
-    factor = max_norm / (norm + 1e-6)
-    if not factor >= 1:  # also for a NaN norm, which then spreads to every gradient, as in PyTorch
-        for g in grads:
-            g *= factor
-    return norm
 
 
 _scratch_buffers: dict[tuple, Any] = {}
