@@ -210,4 +210,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with runs.clear_errors():
+        main()

@@ -255,4 +255,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with runs.clear_errors():
+        main()

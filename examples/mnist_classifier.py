@@ -25,7 +25,7 @@ from npgen.plot import save_curves, save_grid
 def parse_args() -> argparse.Namespace:
     """Command-line flags."""
     parser = argparse.ArgumentParser(
-        description=__doc__.split("\n", formatter_class=argparse.ArgumentDefaultsHelpFormatter)[0]
+        description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
     parser.add_argument("--epochs", type=runs.positive_int, default=1, help="passes over the training images")
     parser.add_argument("--batch-size", type=runs.positive_int, default=128, help="images per Adam step")
@@ -121,4 +121,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with runs.clear_errors():
+        main()

@@ -12,8 +12,10 @@ the last good checkpoint is never overwritten.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable
 
@@ -127,6 +129,15 @@ def figure_epochs(epochs: int) -> dict[int, str]:
     """
     halfway = max(epochs // 2, 1)
     return {0: "epoch_0_untrained", 1: "epoch_1", halfway: f"epoch_{halfway}_halfway", epochs: f"epoch_{epochs}_end"}
+
+
+@contextlib.contextmanager
+def clear_errors() -> Iterator[None]:
+    """Turn running out of memory (a model or batch too large for the machine) into a message, not a traceback."""
+    try:
+        yield
+    except MemoryError as error:
+        raise SystemExit(f"out of memory ({error}): lower the model's sizes or --batch-size") from None
 
 
 def stop_if_not_finite(value: float, what: str, epoch: int, step: int, kept: Path | None) -> None:
