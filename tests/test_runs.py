@@ -232,6 +232,7 @@ def test_a_diverging_run_stops_at_the_first_non_finite_step_and_exits_with_an_er
         ("vae.py", ["--train-size", "0"], "argument --train-size: 0 is not a positive integer"),
         ("vae.py", ["--train-size", "50001"], "--train-size 50001: there are only 50,000 training images"),
         ("vae.py", ["--lr", "abc"], "argument --lr: 'abc' is not a positive number"),
+        ("vae.py", ["--iw-samples", "1000000000"], "--iw-samples 1000000000: at most 100,000"),
         ("gan.py", ["--save-interval", "0"], "argument --save-interval: 0 is not a positive integer"),
         ("gan.py", ["--train-size", "256", "--batch-size", "512"], "--train-size 256 is smaller than --batch-size 512"),
         ("gan.py", ["--n-eval", "1"], "--n-eval 1: scoring needs at least 2 samples"),
@@ -287,6 +288,11 @@ def test_resume_from_a_corrupt_checkpoint_is_an_error_that_names_the_file(tmp_pa
 def test_an_unknown_or_unusable_backend_is_a_flag_error():
     done = run("vae.py", "--backend", "tpu")
     assert done.returncode == 2 and "argument --backend: invalid choice: 'tpu'" in done.stderr
+
+
+def test_a_model_too_large_for_the_machine_is_a_message_not_a_traceback(tmp_path):
+    done = run("mnist_classifier.py", "--hidden", "100000000000", "--out", str(tmp_path))
+    assert done.returncode == 1 and "out of memory" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_resume_without_a_checkpoint_says_where_it_looked(tmp_path):
