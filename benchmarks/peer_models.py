@@ -1,9 +1,9 @@
 """npgen's VAE training step written with the numpy peers a user might pick instead: HIPS autograd and DeZero.
 
-The same model as npgen's (784 → 500 → (μ, log σ²) of 20 → 500 → 784 Bernoulli logits, ReLU,
+The same architecture and loss as npgen's (784 → 500 → (μ, log σ²) of 20 → 500 → 784 Bernoulli logits, ReLU,
 batch 128, one reparametrized sample, softplus-form BCE, closed-form KL, Adam lr 1e-3), in the
-plain style of each library's own examples. Only the benchmark imports this file; a library
-that is not installed gives its row a reason instead of a time.
+plain style of each library's own examples (DeZero initialises its layers its own way). Only the
+benchmark imports this file; a library that is not installed gives its row a reason instead of a time.
 """
 
 from __future__ import annotations
@@ -62,11 +62,16 @@ def autograd_vae_step(rng: np.random.Generator) -> Callable[[], None]:
 
 def dezero_vae_step(rng: np.random.Generator) -> Callable[[], None]:
     """DeZero: a Model of Linear layers, functions from dezero.functions, its Adam optimizer."""
-    if not hasattr(np, "int"):  # DeZero 0.0.13 (the latest release) names np.int, an alias numpy 1.24 removed
+    restore = not hasattr(np, "int")
+    if restore:  # DeZero 0.0.13 (the latest release) names np.int, an alias numpy 1.24 removed, at import time
         np.int = int
-    import dezero.functions as F
-    import dezero.layers as L
-    from dezero import Model, optimizers
+    try:
+        import dezero.functions as F
+        import dezero.layers as L
+        from dezero import Model, optimizers
+    finally:
+        if restore:
+            del np.int
 
     class VAE(Model):
         def __init__(self) -> None:

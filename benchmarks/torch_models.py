@@ -98,7 +98,7 @@ class Flow(nn.Module):
 class SplitCoupling(nn.Module):
     """The same coupling in npgen's split form: y₂ = x₂⊙e^s(x₁) + t(x₁) on the checkerboard's two halves."""
 
-    def __init__(self, kept: int, changed: int, n_hidden: int = 1024):
+    def __init__(self, kept: int, changed: int, n_hidden: int = 1024, full_dim: int = 784):
         super().__init__()
         self.net = nn.Sequential(
             nn.Linear(kept, n_hidden),
@@ -107,6 +107,9 @@ class SplitCoupling(nn.Module):
             nn.ReLU(),
             nn.Linear(n_hidden, 2 * changed),
         )
+        with torch.no_grad():  # the masked form's first-layer bound, 1/√full_dim, as npgen initialises it
+            self.net[0].weight.mul_(math.sqrt(kept / full_dim))
+            self.net[0].bias.mul_(math.sqrt(kept / full_dim))
         nn.init.zeros_(self.net[-1].weight)
         nn.init.zeros_(self.net[-1].bias)
 
@@ -117,11 +120,11 @@ class SplitCoupling(nn.Module):
         return x2 * torch.exp(s) + shift, s.sum(1)
 
 
-class SplitFlow(Flow):
+class SplitFlow(nn.Module):
     """npgen's flow: pixels sorted once into checkerboard order, couplings alternating which half they change."""
 
     def __init__(self, n_flows: int = 4, n_hidden: int = 1024):
-        nn.Module.__init__(self)
+        super().__init__()
         i, j = np.indices((28, 28))
         black = ((i + j) % 2 == 0).reshape(-1)
         self.register_buffer("order", torch.tensor(np.concatenate([np.flatnonzero(black), np.flatnonzero(~black)])))

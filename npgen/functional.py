@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from .backend import get_array_module
-from .core import FloatFunction, Function, Tensor, unbroadcast
+from .core import FloatFunction, Function, Tensor, result_type, unbroadcast
 
 # --- elementwise ---------------------------------------------------------------------
 
@@ -321,12 +321,14 @@ def batch_norm(
     n = x.shape[0]
     if n < 2:
         raise ValueError("batch_norm in training mode needs more than one sample per batch")
-    mean, var = x.data.mean(axis=0), x.data.var(axis=0)
+    data = x.data.astype(result_type(x, weight, bias, float_only=True), copy=False)  # the op's own dtype
+    mean, var = data.mean(axis=0), data.var(axis=0)
+    y = BatchNorm(eps)(x, weight, bias, mean, var)
     running_mean *= 1 - momentum
     running_mean += momentum * mean
     running_var *= 1 - momentum
     running_var += (momentum * n / (n - 1)) * var
-    return BatchNorm(eps)(x, weight, bias, mean, var)
+    return y
 
 
 # --- normalised exponentials ---------------------------------------------------------
@@ -422,7 +424,10 @@ def _broadcast_shape(*shapes: tuple) -> tuple | None:
 
 def binary_cross_entropy_with_logits(logits: Tensor, target: Any, reduction: str = "mean") -> Tensor:
     """Bernoulli negative log-likelihood of ``target`` under probabilities σ(logits), in nats."""
-    if _broadcast_shape(logits.shape, tuple(target.shape)) != logits.shape:  # (N,) targets, (N, 1) logits: (N, N)
+    if (
+        _broadcast_shape(logits.shape, np.shape(target) if not hasattr(target, "shape") else tuple(target.shape))
+        != logits.shape
+    ):  # (N,) targets, (N, 1) logits: (N, N)
         raise ValueError(
             f"binary_cross_entropy_with_logits: target shape {tuple(target.shape)} does not fit logits {logits.shape}"
         )

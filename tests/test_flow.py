@@ -217,3 +217,47 @@ def test_parameter_count_of_the_reference_model():
     )
     masked = 8 * (784 * 1024 + 1024 + 1024 * 1024 + 1024 + 1024 * 1568 + 1568)  # 27.7M in the masked form
     assert math.isclose(1 - n / masked, 0.35, abs_tol=0.01)
+
+
+def _masked_twin(flow: Flow, side: int, hidden: int) -> list:
+    """The masked couplings, in image order, computing what ``flow``'s split couplings compute."""
+    d, twins = side * side, []
+    for k, coupling in enumerate(flow.couplings):
+        mask = checkerboard(side, k % 2)
+        kept, changed = np.flatnonzero(mask), np.flatnonzero(1 - mask)
+        twin = MaskedCoupling(mask, n_hidden=hidden).double()
+        w1, b1, w2, b2, w3, b3 = (p.data for p in coupling.parameters())
+        full_w1, full_w3, full_b3 = np.zeros((hidden, d)), np.zeros((2 * d, hidden)), np.zeros(2 * d)
+        full_w1[:, kept] = w1
+        full_w3[np.concatenate([changed, d + changed])] = w3
+        full_b3[np.concatenate([changed, d + changed])] = b3
+        for p, value in zip(twin.parameters(), [full_w1, b1, w2, b2, full_w3, full_b3]):
+            p.data = value.copy()
+        twins.append(twin)
+    return twins
+
+
+def test_the_split_flow_gives_the_masked_flows_likelihood_and_samples_in_image_order():
+    side, hidden = 4, 5
+    flow = Flow(n_flows=2, n_hidden=hidden, side=side).double()
+    _randomize(flow, scale=0.4)
+    twins = _masked_twin(flow, side, hidden)
+    rng = np.random.default_rng(8)
+    x, u = rng.integers(0, 256, (3, 16)).astype(np.float64), rng.uniform(size=(3, 16))
+
+    y, logdet = preprocess(x, u)
+    y = npgen.tensor(y)
+    for twin in twins:  # the masked flow on pixels in image order
+        y, ld = twin(y)
+        logdet = logdet + ld.numpy()
+    expected = -0.5 * (y.numpy() ** 2 + np.log(2 * np.pi)).sum(1) + logdet
+    np.testing.assert_allclose(flow.log_prob(x, u).numpy(), expected, rtol=1e-12)
+
+    z = rng.normal(size=(3, 16))  # in the split flow's (checkerboard) order
+    z_image = np.empty_like(z)
+    z_image[:, flow.order] = z
+    back = npgen.tensor(z_image)
+    for twin in reversed(twins):
+        back, _ = twin.inverse(back)
+    expected_images = np.clip(np.floor(postprocess(back.numpy())), 0, 255)
+    np.testing.assert_array_equal(flow.sample(3, z=z).numpy(), expected_images)

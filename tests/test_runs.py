@@ -363,3 +363,15 @@ def test_the_run_helpers_refuse_a_checkpoint_without_a_configuration(tmp_path):
     with pytest.raises(SystemExit, match="records no configuration"):
         runs.resume(tmp_path / "checkpoint.npz", {"script": "x.py", "lr": 0.1}, 1, model=nn.Linear(2, 2))
     assert os.path.exists(tmp_path / "checkpoint.npz")
+
+
+def test_a_refused_batch_leaves_batch_norm_statistics_untouched():
+    layer = nn.BatchNorm1d(3)
+    with pytest.raises(ValueError, match="more than one sample"):
+        layer(npgen.randn(1, 3))
+    assert int(layer.num_batches_tracked) == 0 and layer.running_mean.tolist() == [0, 0, 0]
+
+
+def test_binary_cross_entropy_takes_a_number_as_target():
+    loss = npgen.F.binary_cross_entropy_with_logits(npgen.zeros(2, 3), 1.0)
+    assert loss.item() == pytest.approx(np.log(2))
