@@ -30,10 +30,17 @@ def test_overhead_rows_name_the_backend_op_and_a_positive_time():
         assert match and float(match.group(2)) > 0
 
 
-def test_the_machine_line_names_numpy_and_the_backends_say_why_cupy_is_missing():
+def test_the_machine_line_names_numpy_and_the_backends_say_why_cupy_is_missing(monkeypatch):
     assert "numpy" in bench.machine()
     names, note = bench.available_backends()
-    assert names[0] == "numpy" and (len(names) == 2 or "cupy" in note)
+    assert names == ["numpy", "cupy"] and note == ""  # cupy: the real one on a GPU, else the test double
+
+    def no_cupy(name=None):
+        raise RuntimeError("the cupy backend needs a CUDA device, and none is usable")
+
+    monkeypatch.setattr(bench.backend, "get_backend", no_cupy)
+    names, note = bench.available_backends()
+    assert names == ["numpy"] and "cupy rows missing: the cupy backend needs a CUDA device" in note
 
 
 def test_the_blas_floor_is_positive_and_the_flow_lists_eight_hidden_products():

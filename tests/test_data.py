@@ -92,7 +92,7 @@ def test_the_loader_refuses_arrays_of_different_lengths():
         DataLoader(np.zeros(3), np.zeros(4), batch_size=2)
 
 
-def test_binarizations(device):
+def test_threshold_static_and_dynamic_binarizations_give_their_expected_pixels(device):
     images = backend.move(np.array([[0, 100, 128, 255]] * 2000, np.uint8), device)
     threshold = backend.to_numpy(binarize(images, "threshold"))
     assert threshold[0].tolist() == [0.0, 0.0, 1.0, 1.0] and threshold.dtype == np.float32
