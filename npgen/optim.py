@@ -213,7 +213,7 @@ def _chunks(p: Any, g: Any, m: Any, v: Any) -> list[tuple]:
     """Cache-sized pieces (p, g, m, v) of one parameter's update, as flat views.
 
     Whole-array numpy operations stream every intermediate through main memory, a dozen passes
-    over each of the flow's 27.7M parameters; piece by piece, the passes after the first hit the
+    over each of the flow's 18M parameters; piece by piece, the passes after the first hit the
     cache. p, m and v are updated through the views, so they must be contiguous; they are unless
     someone replaced .data by a strided array, which is then updated whole.
     """
