@@ -375,10 +375,16 @@ def table(header: list[str], rows: list[str]) -> str:
     return "\n".join(["| " + " | ".join(header) + " |", "|" + " --- |" * len(header), *rows])
 
 
+TABLES = ["gemm", "transfers", "pytorch-gemm", "overhead", "models", "breakdown", "pytorch", "peers"]
+
+
 def main() -> None:
-    """Run every table, print it, and append it to RESULTS.md."""
+    """Run the tables (all, or those named with --tables), print them, and append them to RESULTS.md."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
+    parser.add_argument(
+        "--tables", nargs="+", choices=TABLES, default=TABLES, help="which tables to run (default: all)"
+    )
     parser.add_argument("--peak-memory", nargs=2, metavar=("FRAMEWORK", "MODEL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.peak_memory:
@@ -387,36 +393,45 @@ def main() -> None:
     names, note = available_backends()
     notes = [n for n in (note, torch_note()) if n]
     devices = [n for n in names if n != "numpy"]
-    tables = [
-        table(["backend", "product", "shape", "GFLOP/s"], sum((gemm_rows(n, repeats) for n in names), [])),
-        table(["backend", "op", "µs per forward + backward"], sum((overhead_rows(n, repeats) for n in names), [])),
-        table(
+    builders = {  # name → (header, rows); a table runs only when asked for and possible here
+        "gemm": lambda: (["backend", "product", "shape", "GFLOP/s"], sum((gemm_rows(n, repeats) for n in names), [])),
+        "transfers": lambda: (
+            ["backend", "copy", "size", "host → device GB/s", "device → host GB/s"],
+            sum((transfer_rows(n, repeats) for n in devices), []),
+        ),
+        "pytorch-gemm": lambda: (
+            ["product", "shape", "numpy GFLOP/s", "PyTorch GFLOP/s"],
+            torch_gemm_rows(max(3, repeats // 2)),
+        ),
+        "overhead": lambda: (
+            ["backend", "op", "µs per forward + backward"],
+            sum((overhead_rows(n, repeats) for n in names), []),
+        ),
+        "models": lambda: (
             ["backend", "model", "ms per training step", "s per epoch (implied)", "BLAS floor, ms per step", "ratio"]
             + ["GPU memory pool, MiB"],
             sum((model_rows(n, repeats) for n in names), []),
         ),
-        table(
+        "breakdown": lambda: (
             ["backend", "model", "matmul ms", "elementwise ms", "optimizer ms", "engine ms", "total ms"],
             breakdown_rows(max(3, repeats // 2)),
         ),
-    ]
-    if devices:
-        header = ["backend", "copy", "size", "host → device GB/s", "device → host GB/s"]
-        tables.insert(1, table(header, sum((transfer_rows(n, repeats) for n in devices), [])))
-    if not torch_note():
-        header = ["product", "shape", "numpy GFLOP/s", "PyTorch GFLOP/s"]
-        tables.insert(1, table(header, torch_gemm_rows(max(3, repeats // 2))))
-        header = [
-            "npgen model",
-            "PyTorch model",
-            "npgen ms",
-            "PyTorch ms",
-            "npgen/PyTorch",
-            "npgen peak MiB (after imports)",
-        ]
-        header += ["PyTorch peak MiB (after imports)", "memory ratio"]
-        tables.append(table(header, torch_rows(max(3, repeats // 2))))
-    tables.append(table(["VAE step (batch 128)", "ms per step", "÷ npgen"], peer_rows(max(3, repeats // 2))))
+        "pytorch": lambda: (
+            [
+                "npgen model",
+                "PyTorch model",
+                "npgen ms",
+                "PyTorch ms",
+                "npgen/PyTorch",
+                "npgen peak MiB (after imports)",
+            ]
+            + ["PyTorch peak MiB (after imports)", "memory ratio"],
+            torch_rows(max(3, repeats // 2)),
+        ),
+        "peers": lambda: (["VAE step (batch 128)", "ms per step", "÷ npgen"], peer_rows(max(3, repeats // 2))),
+    }
+    possible = {"transfers": bool(devices), "pytorch-gemm": not torch_note(), "pytorch": not torch_note()}
+    tables = [table(*builders[name]()) for name in TABLES if name in args.tables and possible.get(name, True)]
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     report = [f"## {stamp}", "", f"`{' '.join(['python'] + sys.argv)}` — float32, seed 0", "", machine(), ""]
     report += [line for n in notes for line in (n, "")] + [t + "\n" for t in tables]
