@@ -24,10 +24,10 @@ def _uniform_layers(rng: np.random.Generator) -> list[list[np.ndarray]]:
     return layers
 
 
-def autograd_vae_step(rng: np.random.Generator) -> Callable[[], None]:
+def autograd_vae_step(rng: np.random.Generator) -> Callable[[], float]:
     """HIPS autograd: the loss as a function of nested parameter lists, ``grad`` of it, Adam written in numpy."""
     import autograd.numpy as anp
-    from autograd import grad
+    from autograd import value_and_grad
 
     params = _uniform_layers(rng)
     x = (rng.uniform(size=(128, 784)) < 0.3).astype(np.float32)
@@ -42,13 +42,13 @@ def autograd_vae_step(rng: np.random.Generator) -> Callable[[], None]:
         kl = 0.5 * anp.sum(mu * mu + anp.exp(logvar) - 1.0 - logvar, axis=1)
         return anp.mean(anp.sum(bce, axis=1) + kl)
 
-    gradient = grad(loss)
+    gradient = value_and_grad(loss)
     moments = [[[np.zeros_like(p), np.zeros_like(p)] for p in layer] for layer in params]
     t = [0]
 
-    def step() -> None:
+    def step() -> float:
         t[0] += 1
-        grads = gradient(params, rng.standard_normal((128, 20)).astype(np.float32))
+        value, grads = gradient(params, rng.standard_normal((128, 20)).astype(np.float32))
         for layer, layer_grads, layer_moments in zip(params, grads, moments):
             for p, g, (m, v) in zip(layer, layer_grads, layer_moments):
                 m *= 0.9
@@ -56,11 +56,12 @@ def autograd_vae_step(rng: np.random.Generator) -> Callable[[], None]:
                 v *= 0.999
                 v += 0.001 * g * g
                 p -= 1e-3 / (1 - 0.9 ** t[0]) * m / (np.sqrt(v / (1 - 0.999 ** t[0])) + 1e-8)
+        return float(value)
 
     return step
 
 
-def dezero_vae_step(rng: np.random.Generator) -> Callable[[], None]:
+def dezero_vae_step(rng: np.random.Generator) -> Callable[[], float]:
     """DeZero: a Model of Linear layers, functions from dezero.functions, its Adam optimizer."""
     restore = not hasattr(np, "int")
     if restore:  # DeZero 0.0.13 (the latest release) names np.int, an alias numpy 1.24 removed, at import time
@@ -97,11 +98,12 @@ def dezero_vae_step(rng: np.random.Generator) -> Callable[[], None]:
     opt = optimizers.Adam(alpha=1e-3).setup(model)
     x = (rng.uniform(size=(128, 784)) < 0.3).astype(np.float32)
 
-    def step() -> None:
+    def step() -> float:
         loss = model.loss(x, rng.standard_normal((128, 20)).astype(np.float32))
         model.cleargrads()
         loss.backward()
         opt.update()
+        return float(loss.data)
 
     return step
 

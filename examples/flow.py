@@ -47,24 +47,13 @@ def parse_args() -> argparse.Namespace:
         "--hidden", type=runs.positive_int, default=1024, help="units of each coupling network's hidden layers"
     )
     parser.add_argument(
-        "--train-size", type=runs.positive_int, default=None, help="train on the first N images only (quick runs)"
-    )
-    parser.add_argument(
         "--clip-grad",
         type=runs.nonnegative_float,
         default=10.0,
         help="clip the global gradient norm to this (0: off); typical norms are about 1",
     )
-    parser.add_argument("--seed", type=runs.nonnegative_int, default=0, help="seed of every random draw")
-    parser.add_argument("--backend", choices=["numpy", "cupy"], default="numpy", help="numpy or cupy (a GPU)")
-    parser.add_argument(
-        "--out", type=Path, default=Path("runs/flow"), help="directory for metrics, checkpoints and figures"
-    )
-    parser.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.npz (same flags)")
-    args = parser.parse_args()
-    if args.train_size and args.train_size > TRAIN:
-        parser.error(f"--train-size {args.train_size}: there are only {TRAIN:,} training images")
-    args.train_size = args.train_size or TRAIN  # the number itself, so that a resume can compare it
+    runs.add_run_flags(parser, "runs/flow", TRAIN)
+    args = runs.parse_run_args(parser)
     return args
 
 

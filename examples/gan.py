@@ -61,21 +61,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--n-eval", type=runs.nonnegative_int, default=10_000, help="samples scored at the end (0 skips; else ≥ 2)"
     )
-    parser.add_argument(
-        "--train-size", type=runs.positive_int, default=None, help="train on the first N images only (quick runs)"
-    )
-    parser.add_argument("--seed", type=runs.nonnegative_int, default=0, help="seed of every random draw")
-    parser.add_argument("--backend", choices=["numpy", "cupy"], default="numpy", help="numpy or cupy (a GPU)")
-    parser.add_argument(
-        "--out", type=Path, default=Path("runs/gan"), help="directory for metrics, checkpoints and figures"
-    )
-    parser.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.npz (same flags)")
-    args = parser.parse_args()
-    images = args.train_size = args.train_size or TRAIN  # the number itself, so that a resume can compare it
-    if images > TRAIN:
-        parser.error(f"--train-size {images}: there are only {TRAIN:,} training images")
-    if images < args.batch_size:  # every batch is full (a partial one would skew BatchNorm's statistics)
-        parser.error(f"--train-size {images} is smaller than --batch-size {args.batch_size}: not one full batch")
+    runs.add_run_flags(parser, "runs/gan", TRAIN)
+    args = runs.parse_run_args(parser)
+    if args.train_size < args.batch_size:  # every batch is full (a partial one would skew BatchNorm's statistics)
+        parser.error(
+            f"--train-size {args.train_size} is smaller than --batch-size {args.batch_size}: not one full batch"
+        )
     if args.batch_size < 2:
         parser.error("--batch-size 1: the generator's batch normalisation needs at least 2 images per batch")
     if args.n_eval == 1:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
@@ -31,15 +30,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--batch-size", type=runs.positive_int, default=128, help="images per Adam step")
     parser.add_argument("--lr", type=runs.positive_float, default=1e-3, help="Adam's learning rate")
     parser.add_argument("--hidden", type=runs.positive_int, default=256, help="units of each of the two hidden layers")
-    parser.add_argument(
-        "--train-size", type=runs.positive_int, default=60000, help="use only the first N training images"
-    )
-    parser.add_argument("--seed", type=runs.nonnegative_int, default=0, help="seed of every random draw")
-    parser.add_argument("--backend", choices=["numpy", "cupy"], default="numpy", help="numpy or cupy (a GPU)")
-    parser.add_argument("--out", type=Path, default=Path("runs/classifier"), help="directory for metrics and figures")
-    args = parser.parse_args()
-    if args.train_size > 60_000:
-        parser.error(f"--train-size {args.train_size}: there are only 60,000 training images")
+    runs.add_run_flags(parser, "runs/classifier", 60_000, resume=False)
+    args = runs.parse_run_args(parser)
     return args
 
 

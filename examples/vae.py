@@ -59,21 +59,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--iw-samples", type=runs.nonnegative_int, default=1000, help="k of the test log-likelihood (0 skips it)"
     )
-    parser.add_argument(
-        "--train-size", type=runs.positive_int, default=None, help="train on the first N images only (quick runs)"
-    )
-    parser.add_argument("--seed", type=runs.nonnegative_int, default=0, help="seed of every random draw")
-    parser.add_argument("--backend", choices=["numpy", "cupy"], default="numpy", help="numpy or cupy (a GPU)")
-    parser.add_argument(
-        "--out", type=Path, default=Path("runs/vae"), help="directory for metrics, checkpoints and figures"
-    )
-    parser.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.npz (same flags)")
-    args = parser.parse_args()
-    if args.train_size and args.train_size > TRAIN:
-        parser.error(f"--train-size {args.train_size}: there are only {TRAIN:,} training images")
+    runs.add_run_flags(parser, "runs/vae", TRAIN)
+    args = runs.parse_run_args(parser)
     if args.iw_samples > 100_000:  # k = 1000 takes minutes; k = 10⁹ would run for months
         parser.error(f"--iw-samples {args.iw_samples}: at most 100,000")
-    args.train_size = args.train_size or TRAIN  # the number itself, so that a resume can compare it
     return args
 
 

@@ -45,6 +45,29 @@ nonnegative_float = _number(float, lambda v: math.isfinite(v) and v >= 0, "a num
 unit_interval = _number(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
 
 
+def add_run_flags(parser: argparse.ArgumentParser, out: str, available: int, resume: bool = True) -> None:
+    """Add the flags every training script shares: --train-size (at most ``available``), --seed, --backend, --out
+    and, for scripts that checkpoint, --resume."""
+    parser.add_argument(
+        "--train-size", type=positive_int, default=available, help="train on the first N images only (quick runs)"
+    )
+    parser.add_argument("--seed", type=nonnegative_int, default=0, help="seed of every random draw")
+    parser.add_argument("--backend", choices=["numpy", "cupy"], default="numpy", help="numpy or cupy (a GPU)")
+    written = "metrics, checkpoints and figures" if resume else "metrics and figures"
+    parser.add_argument("--out", type=Path, default=Path(out), help=f"directory for {written}")
+    if resume:
+        parser.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.npz (same flags)")
+
+
+def parse_run_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """The parsed flags, with --train-size checked against the images there are (add_run_flags' default)."""
+    args = parser.parse_args()
+    available = parser.get_default("train_size")
+    if args.train_size > available:
+        parser.error(f"--train-size {args.train_size}: there are only {available:,} training images")
+    return args
+
+
 def prepare_out(out: Path, resume: bool = False) -> None:
     """Create the output directory and prove it writable now, not after hours of training.
 
