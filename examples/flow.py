@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import resource
 import time
 from pathlib import Path
@@ -31,7 +32,6 @@ from npgen.plot import save_curves, save_grid
 
 VALIDATION = 10_000
 TRAIN = 60_000 - VALIDATION
-MAY_CHANGE_ON_RESUME = {"epochs"}  # it only extends a run
 
 
 def parse_args() -> argparse.Namespace:
@@ -41,7 +41,13 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--epochs", type=runs.positive_int, default=40, help="passes over the training images")
     parser.add_argument("--batch-size", type=runs.positive_int, default=128, help="images per Adam step")
-    parser.add_argument("--lr", type=runs.positive_float, default=1e-3, help="Adam's learning rate")
+    parser.add_argument("--lr", type=runs.positive_float, default=1e-3, help="Adam's learning rate (its peak)")
+    parser.add_argument(
+        "--lr-schedule",
+        choices=("cosine", "constant"),
+        default="cosine",
+        help="cosine: anneal the rate from --lr to 0 over the run's steps; constant: --lr throughout",
+    )
     parser.add_argument("--n-flows", type=runs.positive_int, default=4, help="pairs of couplings (8 couplings for 4)")
     parser.add_argument(
         "--hidden", type=runs.positive_int, default=1024, help="units of each coupling network's hidden layers"
@@ -55,6 +61,17 @@ def parse_args() -> argparse.Namespace:
     runs.add_run_flags(parser, "runs/flow", TRAIN)
     args = runs.parse_run_args(parser)
     return args
+
+
+def learning_rate(peak: float, step: int, total_steps: int, schedule: str) -> float:
+    """Adam's rate for ``step`` (0-based) of ``total_steps``: ``peak`` throughout, or peak·½(1 + cos(π·step/total)).
+
+    The cosine schedule takes the big early steps at the peak rate and shrinks them smoothly
+    to 0 at the end, where a constant rate keeps the weights jittering around the optimum.
+    """
+    if schedule == "constant":
+        return peak
+    return peak * 0.5 * (1 + math.cos(math.pi * step / total_steps))
 
 
 def peak_memory_mib() -> float:
@@ -116,7 +133,8 @@ def main() -> None:
     runs.use_backend(args.backend)
     npgen.manual_seed(args.seed)
     runs.prepare_out(args.out, args.resume)
-    config = runs.configuration(args, MAY_CHANGE_ON_RESUME)
+    # --epochs may grow on --resume under a constant rate; a cosine schedule is laid over the run's epochs
+    config = runs.configuration(args, {"epochs"} if args.lr_schedule == "constant" else set())
     train_images, _ = load_mnist("train")
     test_images, _ = load_mnist("test")
     on_device = backend.on_device
@@ -137,10 +155,16 @@ def main() -> None:
         print(f"resumed from {path} after epoch {len(history)}")
         repair_best(best_path, flow, history)
 
+    steps_per_epoch = len(DataLoader(train, batch_size=args.batch_size))
     for epoch in range(len(history) + 1, args.epochs + 1):
         start, losses, grad_norms = time.perf_counter(), [], []
         batches = tqdm(DataLoader(train, batch_size=args.batch_size), desc=f"epoch {epoch}/{args.epochs}", leave=False)
         for step, x in enumerate(batches, 1):
+            lr = learning_rate(
+                args.lr, (epoch - 1) * steps_per_epoch + step - 1, args.epochs * steps_per_epoch, args.lr_schedule
+            )
+            for group in opt.param_groups:
+                group["lr"] = lr
             loss = flow.bpd(x).mean()
             opt.zero_grad()
             loss.backward()
@@ -159,6 +183,7 @@ def main() -> None:
                 "epoch": epoch,
                 "train_bpd": float(np.mean(losses)),
                 "val_bpd": val,
+                "last_lr": lr,
                 "seconds": seconds,
                 "peak_memory_mib": peak_memory_mib(),
                 "device_memory_mib": backend.device_memory_mib() if args.backend == "cupy" else None,
