@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import resource
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ import npgen
 from npgen import backend, checkpoint, runs
 from npgen.data import DataLoader, load_mnist
 from npgen.models import Flow
+from npgen.optim import cosine_annealing
 from npgen.plot import save_curves, save_grid
 
 VALIDATION = 10_000
@@ -61,17 +61,6 @@ def parse_args() -> argparse.Namespace:
     runs.add_run_flags(parser, "runs/flow", TRAIN)
     args = runs.parse_run_args(parser)
     return args
-
-
-def learning_rate(peak: float, step: int, total_steps: int, schedule: str) -> float:
-    """Adam's rate for ``step`` (0-based) of ``total_steps``: ``peak`` throughout, or peak·½(1 + cos(π·step/total)).
-
-    The cosine schedule takes the big early steps at the peak rate and shrinks them smoothly
-    to 0 at the end, where a constant rate keeps the weights jittering around the optimum.
-    """
-    if schedule == "constant":
-        return peak
-    return peak * 0.5 * (1 + math.cos(math.pi * step / total_steps))
 
 
 def peak_memory_mib() -> float:
@@ -160,11 +149,10 @@ def main() -> None:
         start, losses, grad_norms = time.perf_counter(), [], []
         batches = tqdm(DataLoader(train, batch_size=args.batch_size), desc=f"epoch {epoch}/{args.epochs}", leave=False)
         for step, x in enumerate(batches, 1):
-            lr = learning_rate(
-                args.lr, (epoch - 1) * steps_per_epoch + step - 1, args.epochs * steps_per_epoch, args.lr_schedule
-            )
-            for group in opt.param_groups:
-                group["lr"] = lr
+            if args.lr_schedule == "cosine":  # set from the step's index alone, so a resumed run continues it
+                lr = cosine_annealing(args.lr, (epoch - 1) * steps_per_epoch + step - 1, args.epochs * steps_per_epoch)
+                for group in opt.param_groups:
+                    group["lr"] = lr
             loss = flow.bpd(x).mean()
             opt.zero_grad()
             loss.backward()
@@ -183,7 +171,7 @@ def main() -> None:
                 "epoch": epoch,
                 "train_bpd": float(np.mean(losses)),
                 "val_bpd": val,
-                "last_lr": lr,
+                "last_lr": opt.param_groups[0]["lr"],
                 "seconds": seconds,
                 "peak_memory_mib": peak_memory_mib(),
                 "device_memory_mib": backend.device_memory_mib() if args.backend == "cupy" else None,

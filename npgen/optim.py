@@ -179,6 +179,18 @@ class Adam(Optimizer):
         _on_every_core(_adam_chunk, host_chunks)
 
 
+def cosine_annealing(peak: float, step: int, total_steps: int) -> float:
+    """The rate for ``step`` (0-based) of ``total_steps``, annealed from ``peak`` to 0: peak·½(1 + cos(π·step/total)).
+
+    The closed form of torch.optim.lr_scheduler.CosineAnnealingLR with eta_min = 0 and T_max =
+    total_steps. Big steps early, while far from a minimum; ever smaller ones towards the end,
+    where a constant rate would keep the weights jittering around it.
+    """
+    if not 0 <= step <= total_steps:
+        raise ValueError(f"cosine_annealing: step {step} is outside the schedule's 0..{total_steps}")
+    return peak * 0.5 * (1 + math.cos(math.pi * step / total_steps))
+
+
 def clip_grad_norm(params: Iterable[Tensor], max_norm: float) -> float:
     """Scale all gradients by one factor so their global L2 norm is at most ``max_norm``; return the norm before.
 
@@ -261,6 +273,7 @@ def _scratch(xp: Any, shape: tuple, dtype: Any) -> Any:
 
 
 _threads: list[ThreadPoolExecutor] = []
+THREADS_FROM = 8 * CHUNK  # below this many elements, waking the threads costs what they save (measured)
 
 
 def _on_every_core(fn: Callable[..., None], jobs: list[tuple]) -> None:
@@ -272,7 +285,7 @@ def _on_every_core(fn: Callable[..., None], jobs: list[tuple]) -> None:
     """
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     total = sum(job[0].size for job in jobs)
-    if cores < 2 or total < 8 * CHUNK:  # below ~2M elements, waking the threads costs what they save (measured)
+    if cores < 2 or total < THREADS_FROM:
         shares = [jobs]
     else:
         shares, done = [[] for _ in range(cores)], 0

@@ -46,11 +46,13 @@ def test_an_interrupted_vae_run_resumes_to_the_same_numbers(tmp_path):
 FLOW_QUICK = ["--hidden", "16", "--n-flows", "1", "--train-size", "1000", "--batch-size", "250"]
 
 
-def test_an_interrupted_flow_run_resumes_to_the_same_numbers(tmp_path):
+def test_a_constant_rate_flow_run_extended_on_resume_gives_the_same_numbers(tmp_path):
+    """Under a constant rate more epochs only extend a run (a cosine schedule's run: tests/test_runs.py)."""
     straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
-    _run("flow.py", *FLOW_QUICK, "--epochs", "2", "--out", str(straight))
-    _run("flow.py", *FLOW_QUICK, "--epochs", "1", "--out", str(interrupted))
-    _run("flow.py", *FLOW_QUICK, "--epochs", "2", "--resume", "--out", str(interrupted))
+    constant = [*FLOW_QUICK, "--lr-schedule", "constant"]
+    _run("flow.py", *constant, "--epochs", "2", "--out", str(straight))
+    _run("flow.py", *constant, "--epochs", "1", "--out", str(interrupted))
+    _run("flow.py", *constant, "--epochs", "2", "--resume", "--out", str(interrupted))
 
     def numbers(path: Path) -> dict:
         metrics = json.loads((path / "metrics.json").read_text())

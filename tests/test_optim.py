@@ -174,3 +174,13 @@ def test_the_fast_adam_gives_the_plain_updates_numbers(device, size):
         plain.step()
     np.testing.assert_allclose(backend.to_numpy(params[0].data), backend.to_numpy(params[1].data), rtol=2e-6, atol=1e-7)
     assert not np.array_equal(backend.to_numpy(params[0].data), start)
+
+
+def test_cosine_annealing_runs_from_the_peak_rate_to_zero_and_refuses_steps_outside_it():
+    rates = [optim.cosine_annealing(1e-3, step, 100) for step in range(101)]
+    assert rates[0] == 1e-3 and rates[50] == pytest.approx(5e-4) and rates[100] == pytest.approx(0, abs=1e-18)
+    assert all(a > b for a, b in zip(rates, rates[1:]))  # strictly falling
+    assert rates[25] - rates[26] < rates[50] - rates[51]  # slow at the ends, fastest halfway
+    for step in (-1, 101):
+        with pytest.raises(ValueError, match=f"step {step} is outside the schedule's 0..100"):
+            optim.cosine_annealing(1e-3, step, 100)

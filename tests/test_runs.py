@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -328,6 +329,40 @@ def test_a_flow_run_stopped_between_its_two_checkpoint_writes_reports_the_true_b
     done = run("flow.py", *FLOW_QUICK, "--epochs", "2", "--resume", "--out", str(stopped))
     assert done.returncode == 0 and "one save behind" in done.stdout, done.stderr[-2000:]
     assert json.loads((stopped / "metrics.json").read_text())["best_test_bpd"] == expected["best_test_bpd"]
+
+
+def test_a_cosine_flow_run_refuses_other_epochs_on_resume(tmp_path):
+    """The schedule is laid over the run's epochs: more of them would change the rates already used."""
+    assert run("flow.py", *FLOW_QUICK, "--epochs", "1", "--out", str(tmp_path)).returncode == 0
+    done = run("flow.py", *FLOW_QUICK, "--epochs", "2", "--resume", "--out", str(tmp_path))
+    assert done.returncode == 1 and "--epochs was 1, now 2" in done.stderr, done.stderr[-2000:]
+
+
+def test_a_flow_run_killed_mid_schedule_resumes_to_the_uninterrupted_numbers(tmp_path):
+    """Killed after its first epoch's checkpoint, a cosine run resumes at the rate the schedule had reached."""
+    args = ["--hidden", "16", "--n-flows", "1", "--train-size", "10000", "--batch-size", "50", "--epochs", "2"]
+    assert run("flow.py", *args, "--out", str(tmp_path / "straight")).returncode == 0
+    out = tmp_path / "killed"
+    process = subprocess.Popen(
+        [sys.executable, str(EXAMPLES / "flow.py"), *args, "--out", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    while not (out / "checkpoint.npz").exists() and process.poll() is None:
+        time.sleep(0.001)
+    process.kill()
+    process.wait()
+    assert len(checkpoint.read_metadata(out / "checkpoint.npz")["history"]) == 1, "killed too late to test a resume"
+    done = run("flow.py", *args, "--resume", "--out", str(out))
+    assert done.returncode == 0 and "resumed" in done.stdout, done.stderr[-2000:]
+
+    def numbers(path: Path) -> dict:
+        metrics_ = json.loads((path / "metrics.json").read_text())
+        epochs = [{k: e[k] for k in ("train_bpd", "val_bpd", "last_lr")} for e in metrics_["epochs"]]
+        return {"epochs": epochs, "test": metrics_["test_bpd"]}
+
+    assert numbers(out) == numbers(tmp_path / "straight")
+    assert numbers(out)["epochs"][-1]["last_lr"] < 1e-6  # the schedule ran down to (almost) 0
 
 
 @pytest.mark.slow

@@ -486,3 +486,15 @@ def test_comparisons_match_pytorch():
         ours, theirs = op(npgen.tensor(a), npgen.tensor(b)), op(torch.tensor(a), torch.tensor(b))
         assert ours.dtype == np.bool_
         np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+
+
+def test_cosine_annealing_gives_pytorchs_cosine_annealing_lr_rates():
+    weight = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([weight], lr=3e-3)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=40)
+    for step in range(41):
+        assert npgen.optim.cosine_annealing(3e-3, step, 40) == pytest.approx(
+            opt.param_groups[0]["lr"], rel=1e-9, abs=1e-15
+        )
+        opt.step()
+        schedule.step()
