@@ -42,14 +42,18 @@ def _timed(method: Callable, part: str, totals: dict[str, float]) -> Callable:
 
 
 @contextmanager
-def timed_parts() -> Iterator[dict[str, float]]:
-    """Seconds spent in matmul ops, other ops and optimizer steps while active (methods restored after)."""
+def timed_parts(by_op: bool = False) -> Iterator[dict[str, float]]:
+    """Seconds spent in matmul ops, other ops and optimizer steps while active (methods restored after).
+
+    ``by_op``: one total per op and method instead ('Linear backward', 'Adam step', ...).
+    """
     totals: dict[str, float] = defaultdict(float)
     patched = []
     for cls in _subclasses(Function):
         part = "matmul" if cls.__name__ in MATMUL_OPS else "elementwise"
-        patched += [(cls, name, part) for name in ("forward", "backward") if name in vars(cls)]
-    patched += [(cls, "step", "optimizer") for cls in _subclasses(Optimizer) if "step" in vars(cls)]
+        patched += [(cls, name, f"{cls.__name__} {name}" if by_op else part) for name in ("forward", "backward")]
+    patched += [(cls, "step", f"{cls.__name__} step" if by_op else "optimizer") for cls in _subclasses(Optimizer)]
+    patched = [(cls, name, part) for cls, name, part in patched if name in vars(cls)]
     originals = [(cls, name, vars(cls)[name]) for cls, name, _ in patched]
     for cls, name, part in patched:
         setattr(cls, name, _timed(vars(cls)[name], part, totals))
@@ -72,3 +76,12 @@ def step_breakdown(step: Callable[[], None], repeats: int) -> dict[str, float]:
     parts["engine"] = total / repeats - sum(parts.values())
     parts["total"] = total / repeats
     return parts
+
+
+def op_breakdown(step: Callable[[], None], repeats: int) -> dict[str, float]:
+    """Mean seconds per step in each op's forward and backward and the optimizer's step, largest first."""
+    step()
+    with timed_parts(by_op=True) as totals:
+        for _ in range(repeats):
+            step()
+    return {part: seconds / repeats for part, seconds in sorted(totals.items(), key=lambda item: -item[1])}

@@ -11,7 +11,8 @@ command) to benchmarks/RESULTS.md:
 2. Microseconds per op, forward + backward, on tiny arrays: the engine's Python cost.
 3. Milliseconds per training step of each model, the epoch it implies, and the ratio to the
    model's BLAS floor: 3 × its forward matmul time at measured GEMM rates.
-4. One numpy step split into matrix products, elementwise ops, optimizer and engine (breakdown.py).
+4. One numpy step split into matrix products, elementwise ops, optimizer and engine (breakdown.py),
+   and the ops that take the most of it ("ops").
 5. npgen against the same models in PyTorch (torch_models.py), run alternately in one process
    with numpy's BLAS thread count; peak resident memory of each in a fresh process.
 Each time is the median of several repetitions after a warm-up; GPU times synchronise first.
@@ -37,7 +38,7 @@ import npgen
 from npgen import F, backend
 
 import npgen_models  # a sibling file: benchmarks/ is on the path when this script runs
-from breakdown import step_breakdown
+from breakdown import op_breakdown, step_breakdown
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
@@ -223,6 +224,19 @@ def breakdown_rows(repeats: int) -> list[str]:
     return rows
 
 
+def op_rows(repeats: int, top: int = 6) -> list[str]:
+    """Per model (numpy): the ``top`` ops (forward or backward) and the optimizer by ms per step, with their share."""
+    npgen.use_backend("numpy")
+    npgen.manual_seed(0)
+    rows = []
+    for label, make_step in npgen_models.STEPS.items():
+        step = make_step(np.random.default_rng(0))
+        total = median_seconds(step, np, repeats)
+        for part, seconds in list(op_breakdown(step, repeats).items())[:top]:
+            rows.append(f"| {label} | {part} | {seconds * 1e3:.2f} | {seconds / total:.0%} |")
+    return rows
+
+
 def peak_memory_mib(framework: str, label: str) -> tuple[float, float]:
     """(peak, after imports) resident memory of a fresh process that builds one model and trains a few steps."""
     command = [sys.executable, __file__, "--peak-memory", framework, label]
@@ -375,7 +389,7 @@ def table(header: list[str], rows: list[str]) -> str:
     return "\n".join(["| " + " | ".join(header) + " |", "|" + " --- |" * len(header), *rows])
 
 
-TABLES = ["gemm", "transfers", "pytorch-gemm", "overhead", "models", "breakdown", "pytorch", "peers"]
+TABLES = ["gemm", "transfers", "pytorch-gemm", "overhead", "models", "breakdown", "ops", "pytorch", "peers"]
 
 
 def main() -> None:
@@ -416,6 +430,7 @@ def main() -> None:
             ["backend", "model", "matmul ms", "elementwise ms", "optimizer ms", "engine ms", "total ms"],
             breakdown_rows(max(3, repeats // 2)),
         ),
+        "ops": lambda: (["model", "op", "ms per step", "share of the step"], op_rows(max(3, repeats // 2))),
         "pytorch": lambda: (
             [
                 "npgen model",

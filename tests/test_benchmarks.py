@@ -73,6 +73,23 @@ def test_the_step_breakdown_splits_the_whole_step_and_restores_the_ops():
     assert {cls: vars(cls).get("forward") for cls in breakdown._subclasses(Function)} == before
 
 
+def test_the_op_breakdown_names_each_op_and_the_optimizer_largest_first():
+    npgen.use_backend("numpy")
+    model = npgen.nn.Sequential(npgen.nn.Linear(64, 256), npgen.nn.ReLU(), npgen.nn.Linear(256, 8))
+    opt = npgen.optim.Adam(model.parameters())
+    x = npgen.Tensor(np.random.default_rng(0).standard_normal((32, 64), np.float32))
+
+    def step() -> None:
+        loss = model(x).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    parts = breakdown.op_breakdown(step, repeats=3)
+    assert {"Linear forward", "Linear backward", "LeakyReLU forward", "Adam step"} <= set(parts)
+    assert list(parts.values()) == sorted(parts.values(), reverse=True) and min(parts.values()) > 0
+
+
 def test_peak_memory_is_the_child_process_own_not_the_parent_peak():
     ballast = np.ones(300 * 2**20, np.uint8)  # 300 MiB resident in this, the parent, process
     peak, after_import = bench.peak_memory_mib("npgen", "VAE (batch 128)")
