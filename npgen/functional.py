@@ -103,20 +103,29 @@ class Sigmoid(FloatFunction):
         return g * y * (1 - y)
 
 
-class LeakyReLU(Function):
-    """y = x·slope(x) with slope 1 where x > 0, a elsewhere (ReLU is a = 0); ∂L/∂x = g·slope(x)."""
+class ReLU(Function):
+    """y = max(x, 0); ∂L/∂x = g·[x > 0]."""
+
+    def forward(self, x):
+        positive = x > 0  # one byte per element: all that backward needs
+        self.save_for_backward(positive)
+        return get_array_module(x).maximum(x, x.dtype.type(0))  # integers stay integers, as in PyTorch
+
+    def backward(self, g):
+        return g * self.saved[0]
+
+
+class LeakyReLU(FloatFunction):
+    """y = x·slope(x) with slope 1 where x > 0, a elsewhere; ∂L/∂x = g·slope(x)."""
 
     def __init__(self, negative_slope: float):
         self.a = negative_slope
-        self.float_only = negative_slope != 0  # ReLU keeps integers integer, as in PyTorch
-        self.label = f"LeakyReLU({negative_slope})" if negative_slope else "ReLU"  # its name in a graph drawing
+        self.label = f"LeakyReLU({negative_slope})"  # its name in a graph drawing
 
     def forward(self, x):
         # Arithmetic on a float slope, not xp.where: numpy's where branches per element and is
         # ~50x slower than a multiply on random signs; the slope also serves backward as is.
-        slope = (x > 0).astype(x.dtype)
-        if self.a:
-            slope = slope * (1 - self.a) + self.a
+        slope = (x > 0).astype(x.dtype) * (1 - self.a) + self.a
         self.save_for_backward(slope)
         return x * slope
 
@@ -173,7 +182,7 @@ def sigmoid(x: Tensor) -> Tensor:
 
 def relu(x: Tensor) -> Tensor:
     """Elementwise max(x, 0)."""
-    return LeakyReLU(0.0)(x)
+    return ReLU()(x)
 
 
 def leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:

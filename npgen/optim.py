@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import math
-import os
 import threading
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable
 from typing import Any
 
 from . import backend
@@ -139,8 +137,8 @@ class Adam(Optimizer):
     """Adam with PyTorch's bias correction: ``adam_update`` on every parameter that has a gradient.
 
     ``fast`` (the default) gets the same numbers another way: on a GPU one fused kernel per
-    parameter; on the host, cache-sized chunks with fewer passes over memory, shared among the
-    cores. ``fast=False`` runs ``adam_update`` as written.
+    parameter; on the host, cache-sized chunks with fewer passes over memory. ``fast=False``
+    runs ``adam_update`` as written.
     """
 
     def __init__(
@@ -160,7 +158,6 @@ class Adam(Optimizer):
 
     def step(self) -> None:
         """Update every parameter that has a gradient."""
-        host_chunks = []  # (p, g, m, v, constants) pieces of the fast host updates, shared among the cores at the end
         for i, p, group in self._params():
             state = self._state_for(i, p, ("exp_avg", "exp_avg_sq"))
             state["step"] += 1
@@ -175,8 +172,8 @@ class Adam(Optimizer):
                 fused(g, b1, b2, group["lr"], 1 - b1**t, 1 - b2**t, eps, p.data, m, v)
                 continue
             constants = (b1, b2, group["lr"] / (1 - b1**t), math.sqrt(1 - b2**t), eps)
-            host_chunks += [(*chunk, constants) for chunk in _chunks(p.data, g, m, v)]
-        _on_every_core(_adam_chunk, host_chunks)
+            for chunk in _chunks(p.data, g, m, v):
+                _adam_chunk(*chunk, constants)
 
 
 def cosine_annealing(peak: float, step: int, total_steps: int) -> float:
@@ -214,11 +211,14 @@ def clip_grad_norm(params: Iterable[Tensor], max_norm: float) -> float:
     return norm
 
 
-# --- the fast host path: the same update in cache-sized chunks, on every core ---------------------
+# --- the fast host path: the same update in cache-sized chunks ----------------------------------
 
-# Elements per chunk: p, g, m, v and the scratch (5 MiB of float32) stay in cache between passes.
-# Smaller chunks pay numpy's per-call cost too often (measured: 1 << 14 is twice as slow as 1 << 18).
-CHUNK = 1 << 18
+# Elements per chunk: p, g, m, v and the scratch (1.25 MiB of float32) stay in a core's cache between
+# passes. Measured in training steps (benchmarks/RESULTS.md): 1 << 16 beats 1 << 18 (the flow's Adam
+# 48 against 55 ms); 1 << 14 pays numpy's per-call cost too often. The update runs on one core: right
+# after backward, OpenBLAS's idle threads still spin on the others, and a second Adam thread
+# sharing a core with one of them gained nothing (measured with 2 cores).
+CHUNK = 1 << 16
 
 
 def _chunks(p: Any, g: Any, m: Any, v: Any) -> list[tuple]:
@@ -263,43 +263,13 @@ _scratch_buffers: dict[tuple, Any] = {}
 
 
 def _scratch(xp: Any, shape: tuple, dtype: Any) -> Any:
-    """A work array of ``shape``: a view into one flat buffer per (module, dtype, thread), grown as needed."""
+    """A work array of ``shape``: a view into one flat buffer per (module, dtype, thread), grown as needed.
+
+    Per thread, because a program may step two optimizers in two threads at once.
+    """
     size = math.prod(shape)
     key = (xp.__name__, str(dtype), threading.get_ident())
     buffer = _scratch_buffers.get(key)
     if buffer is None or buffer.size < size:
         buffer = _scratch_buffers[key] = xp.empty(size, dtype)
     return buffer[:size].reshape(shape)
-
-
-_threads: list[ThreadPoolExecutor] = []
-THREADS_FROM = 8 * CHUNK  # below this many elements, waking the threads costs what they save (measured)
-
-
-def _on_every_core(fn: Callable[..., None], jobs: list[tuple]) -> None:
-    """fn(*job) for every job, each core's thread taking one contiguous share of about equal size.
-
-    numpy lets go of Python's global lock inside its loops, so the threads truly run at once, as
-    OpenBLAS's do for the matrix products. Shares are coarse on purpose: with many small jobs, the
-    threads would spend their time handing the lock back and forth (measured: slower than one thread).
-    """
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    total = sum(job[0].size for job in jobs)
-    if cores < 2 or total < THREADS_FROM:
-        shares = [jobs]
-    else:
-        shares, done = [[] for _ in range(cores)], 0
-        for job in jobs:
-            shares[min(cores - 1, done * cores // total)].append(job)
-            done += job[0].size
-        if not _threads:
-            _threads.append(ThreadPoolExecutor(cores, thread_name_prefix="npgen-optim"))
-
-    def run(share: list[tuple]) -> None:
-        for job in share:
-            fn(*job)
-
-    if len(shares) == 1:
-        return run(shares[0])
-    for _ in _threads[0].map(run, shares):  # consuming the results re-raises a thread's error here
-        pass

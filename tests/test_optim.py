@@ -158,9 +158,9 @@ def test_adam_updates_every_element_of_large_and_strided_parameters(layout):
     assert np.allclose(p.data, x, rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("size", [5, optim.CHUNK * 8 + 3], ids=["one_chunk", "chunks_on_every_core"])
+@pytest.mark.parametrize("size", [5, optim.CHUNK * 3 + 3], ids=["one_chunk", "several_chunks"])
 def test_the_fast_adam_gives_the_plain_updates_numbers(device, size):
-    """The chunked, threaded host path and the fused GPU kernel against adam_update written as the paper."""
+    """The chunked host path and the fused GPU kernel against adam_update written as the paper."""
     start = np.random.default_rng(0).normal(size=size).astype(np.float32)
     params = [npgen.Tensor(backend.move(start.copy(), device), requires_grad=True) for _ in range(2)]
     fast, plain = (
