@@ -268,7 +268,7 @@ def _scratch(xp: Any, shape: tuple, dtype: Any) -> Any:
     Per thread, because a program may step two optimizers in two threads at once.
     """
     size = math.prod(shape)
-    key = (xp.__name__, str(dtype), threading.get_ident())
+    key = (xp.__name__, dtype, threading.get_ident())
     buffer = _scratch_buffers.get(key)
     if buffer is None or buffer.size < size:
         buffer = _scratch_buffers[key] = xp.empty(size, dtype)
