@@ -112,11 +112,20 @@ def gemm_rows(name: str, repeats: int) -> list[str]:
     return rows
 
 
-def torch_gemm_rows(rounds: int) -> list[str]:
-    """GFLOP/s of the models' products in numpy (npgen's) and in PyTorch, alternating, same thread count.
+def layer_products(x: Any, weight: Any, g: Any) -> dict[str, Callable[[], Any]]:
+    """The three products of a Linear layer in the layout npgen and PyTorch run them (weight is (out, in))."""
+    return {
+        "forward x·Wᵀ": lambda: x @ weight.T,
+        "input grad g·W": lambda: g @ weight,
+        "weight grad gᵀ·x": lambda: g.T @ x,
+    }
 
-    Where PyTorch's products are no faster than numpy's, whatever lead PyTorch keeps on a whole
-    training step comes from the rest of the step (elementwise ops, optimizer, overhead).
+
+def torch_gemm_rows(rounds: int) -> list[str]:
+    """GFLOP/s of each layer product of the models in numpy (npgen's) and in PyTorch, alternating, same threads.
+
+    Forward and both backward products, as the layers run them: where PyTorch's BLAS is faster at
+    these shapes, a whole training step cannot beat PyTorch's by more than the rest of the step.
     """
     import torch
 
@@ -124,12 +133,14 @@ def torch_gemm_rows(rounds: int) -> list[str]:
     rng = np.random.default_rng(0)
     rows = []
     for label, m, k, n in MODEL_SHAPES:
-        x, w = rng.standard_normal((m, k), np.float32), rng.standard_normal((k, n), np.float32)
-        operands = {"numpy": (x, w), "torch": (torch.from_numpy(x), torch.from_numpy(w))}
-        products = {library: lambda a=a, b=b: a @ b for library, (a, b) in operands.items()}
-        seconds = alternating_medians(products, rounds, repeats=20)
-        rates = [2 * m * k * n / seconds[library] / 1e9 for library in products]
-        rows.append(f"| {label} | {m}×{k}·{k}×{n} | {rates[0]:.1f} | {rates[1]:.1f} |")
+        x, w, g = (rng.standard_normal(shape, np.float32) for shape in ((m, k), (n, k), (m, n)))
+        numpy_products = layer_products(x, w, g)
+        torch_products = layer_products(*(torch.from_numpy(a) for a in (x, w, g)))
+        for product in numpy_products:
+            timed = {"numpy": numpy_products[product], "torch": torch_products[product]}
+            seconds = alternating_medians(timed, rounds, repeats=20)
+            rates = [2 * m * k * n / seconds[library] / 1e9 for library in timed]
+            rows.append(f"| {label} | {product} | {m}×{k}→{n} | {rates[0]:.1f} | {rates[1]:.1f} |")
     return rows
 
 
@@ -414,7 +425,7 @@ def main() -> None:
             sum((transfer_rows(n, repeats) for n in devices), []),
         ),
         "pytorch-gemm": lambda: (
-            ["product", "shape", "numpy GFLOP/s", "PyTorch GFLOP/s"],
+            ["layer", "product", "batch×in→out", "numpy GFLOP/s", "PyTorch GFLOP/s"],
             torch_gemm_rows(max(3, repeats // 2)),
         ),
         "overhead": lambda: (

@@ -137,13 +137,22 @@ def test_the_floor_ratio_is_the_median_of_ratios_of_alternating_rounds(monkeypat
     assert row == "| numpy | tiny | 4000.0 | 400.0 | 2000.0 | 1.00 | — |"
 
 
-def test_the_pytorch_gemm_rows_give_both_rates_at_every_model_shape():
+def test_the_pytorch_gemm_rows_give_both_rates_for_each_product_of_every_model_layer(monkeypatch):
     pytest.importorskip("torch")
+    monkeypatch.setattr(bench, "MODEL_SHAPES", [("small", 8, 16, 32), ("wide", 4, 64, 8)])
     rows = bench.torch_gemm_rows(rounds=1)
-    assert len(rows) == len(bench.MODEL_SHAPES)
-    for row, (label, m, k, n) in zip(rows, bench.MODEL_SHAPES):
+    assert len(rows) == 3 * len(bench.MODEL_SHAPES)
+    products = ["forward x·Wᵀ", "input grad g·W", "weight grad gᵀ·x"]
+    for i, row in enumerate(rows):
+        label, m, k, n = bench.MODEL_SHAPES[i // 3]
         cells = [c.strip() for c in row.strip("|").split("|")]
-        assert cells[:2] == [label, f"{m}×{k}·{k}×{n}"] and all(float(c) > 0 for c in cells[2:])
+        assert cells[:3] == [label, products[i % 3], f"{m}×{k}→{n}"] and all(float(c) > 0 for c in cells[3:])
+
+
+def test_the_layer_products_have_the_shapes_of_the_layer_and_its_gradients():
+    x, w, g = np.ones((4, 3)), np.ones((5, 3)), np.ones((4, 5))
+    shapes = {name: product().shape for name, product in bench.layer_products(x, w, g).items()}
+    assert shapes == {"forward x·Wᵀ": (4, 5), "input grad g·W": (4, 3), "weight grad gᵀ·x": (5, 3)}
 
 
 def test_alternating_medians_take_turns_and_give_one_median_per_function(monkeypatch):
