@@ -18,6 +18,7 @@ sys.path.insert(0, str(BENCHMARKS))  # as when the script runs: its sibling file
 spec = importlib.util.spec_from_file_location("bench", BENCHMARKS / "run.py")
 bench = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(bench)
+import adam_chunks  # noqa: E402
 import breakdown  # noqa: E402
 import npgen_models  # noqa: E402
 
@@ -219,3 +220,16 @@ def test_the_peer_vae_steps_run_where_the_peers_are_installed():
             continue  # the benchmark reports the reason in its table
         losses = [step() for _ in range(3)]  # the loss of each step, as the step computed it
         assert all(np.isfinite(losses)) and 300 < losses[0] < 1000  # a fresh VAE: about 784 ln 2 + KL nats per image
+
+
+def test_adam_chunk_timing_gives_every_chunk_size_a_time_and_restores_the_default():
+    model = npgen.nn.Linear(300, 200)
+    x = npgen.Tensor(np.ones((4, 300), np.float32))
+
+    def make():
+        return lambda: model(x).sum().backward(), npgen.optim.Adam(model.parameters())
+
+    default = npgen.optim.CHUNK
+    ms = adam_chunks.adam_ms_per_chunk(make, rounds=3)
+    assert sorted(ms) == adam_chunks.CHUNKS and all(t > 0 for t in ms.values())
+    assert npgen.optim.CHUNK == default
