@@ -236,7 +236,7 @@ def breakdown_rows(repeats: int) -> list[str]:
 
 
 def op_rows(repeats: int, top: int = 6) -> list[str]:
-    """Per model (numpy): the ``top`` ops (forward or backward) and the optimizer by ms per step, with their share."""
+    """Per model (numpy): the ``top`` parts (an op's forward or backward, an optimizer's step) by ms per step."""
     npgen.use_backend("numpy")
     npgen.manual_seed(0)
     rows = []

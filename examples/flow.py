@@ -5,7 +5,7 @@
 Trains on the first 50,000 training images, validates on the last 10,000, and scores the
 official 10,000 test images at the end (integer pixels 0..255, no rescaling). Written to --out:
 
-    metrics.json         train/validation bits/dim per epoch, seconds, peak memory; test bits/dim
+    metrics.json         train/validation bits/dim, learning rate, seconds, peak memory per epoch; test bits/dim
     checkpoint.npz       after every epoch; --resume continues from it
     best.npz             the epoch with the lowest validation bits/dim (also scored on the test set)
     bpd.png              train and validation bits/dim per epoch
@@ -41,7 +41,9 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--epochs", type=runs.positive_int, default=40, help="passes over the training images")
     parser.add_argument("--batch-size", type=runs.positive_int, default=128, help="images per Adam step")
-    parser.add_argument("--lr", type=runs.positive_float, default=1e-3, help="Adam's learning rate (its peak)")
+    parser.add_argument(
+        "--lr", type=runs.positive_float, default=1e-3, help="Adam's learning rate (the peak under cosine)"
+    )
     parser.add_argument(
         "--lr-schedule",
         choices=("cosine", "constant"),
@@ -140,14 +142,17 @@ def main() -> None:
     history: list[dict] = []
     path, best_path = args.out / "checkpoint.npz", args.out / "best.npz"
     if args.resume:
-        history = runs.resume(path, config, args.epochs, flow=flow, optimizer=opt)["history"]
+        # checkpoints from before --lr-schedule existed were trained at a constant rate
+        added = {"lr_schedule": "constant"}
+        history = runs.resume(path, config, args.epochs, added, flow=flow, optimizer=opt)["history"]
         print(f"resumed from {path} after epoch {len(history)}")
         repair_best(best_path, flow, history)
 
-    steps_per_epoch = len(DataLoader(train, batch_size=args.batch_size))
+    loader = DataLoader(train, batch_size=args.batch_size)  # reshuffled on every pass
+    steps_per_epoch = len(loader)
     for epoch in range(len(history) + 1, args.epochs + 1):
         start, losses, grad_norms = time.perf_counter(), [], []
-        batches = tqdm(DataLoader(train, batch_size=args.batch_size), desc=f"epoch {epoch}/{args.epochs}", leave=False)
+        batches = tqdm(loader, desc=f"epoch {epoch}/{args.epochs}", leave=False)
         for step, x in enumerate(batches, 1):
             if args.lr_schedule == "cosine":  # set from the step's index alone, so a resumed run continues it
                 lr = cosine_annealing(args.lr, (epoch - 1) * steps_per_epoch + step - 1, args.epochs * steps_per_epoch)

@@ -183,8 +183,8 @@ def cosine_annealing(peak: float, step: int, total_steps: int) -> float:
     total_steps. Big steps early, while far from a minimum; ever smaller ones towards the end,
     where a constant rate would keep the weights jittering around it.
     """
-    if not 0 <= step <= total_steps:
-        raise ValueError(f"cosine_annealing: step {step} is outside the schedule's 0..{total_steps}")
+    if not 0 <= step <= total_steps or total_steps < 1:
+        raise ValueError(f"cosine_annealing: step {step} is outside the schedule's 0..{total_steps} (total ≥ 1)")
     return peak * 0.5 * (1 + math.cos(math.pi * step / total_steps))
 
 
@@ -214,10 +214,10 @@ def clip_grad_norm(params: Iterable[Tensor], max_norm: float) -> float:
 # --- the fast host path: the same update in cache-sized chunks ----------------------------------
 
 # Elements per chunk: p, g, m, v and the scratch (1.25 MiB of float32) stay in a core's cache between
-# passes. Measured in training steps (benchmarks/RESULTS.md): 1 << 16 beats 1 << 18 (the flow's Adam
-# 48 against 55 ms); 1 << 14 pays numpy's per-call cost too often. The update runs on one core: right
-# after backward, OpenBLAS's idle threads still spin on the others, and a second Adam thread
-# sharing a core with one of them gained nothing (measured with 2 cores).
+# passes. Measured inside training steps (benchmarks/adam_chunks.py, table in RESULTS.md): 1 << 16
+# beats 1 << 18 (the flow's Adam 48 against 55 ms); 1 << 14 pays numpy's per-call cost too often.
+# The update runs on one core: right after backward, OpenBLAS's idle threads still spin on the
+# others, and a second Adam thread sharing a core with one of them gained nothing (2 cores).
 CHUNK = 1 << 16
 
 

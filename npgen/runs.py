@@ -109,11 +109,14 @@ def configuration(args: argparse.Namespace, may_change: set[str]) -> dict[str, A
     return {"script": Path(sys.argv[0]).name, **{k: v for k, v in config.items() if k not in skip}}
 
 
-def resume(path: Path, config: dict[str, Any], epochs: int, **objects: Any) -> dict[str, Any]:
+def resume(
+    path: Path, config: dict[str, Any], epochs: int, added_flags: dict[str, Any] | None = None, **objects: Any
+) -> dict[str, Any]:
     """Load the checkpoint at ``path`` into ``objects`` if it was made with the same ``config``; its metadata.
 
     Every flag that differs is named with its old and new value, and nothing is loaded. ``epochs``
-    may grow (the run goes on) but not shrink below the epochs already done.
+    may grow (the run goes on) but not shrink below the epochs already done. ``added_flags``: flags
+    newer than some checkpoints, with the value that an older checkpoint's run had in effect.
     """
     try:
         metadata = checkpoint.read_metadata(path)
@@ -122,6 +125,7 @@ def resume(path: Path, config: dict[str, Any], epochs: int, **objects: Any) -> d
     saved = metadata.get("config")
     if saved is None:
         raise SystemExit(f"--resume: {path} records no configuration to check the flags against; start a new run")
+    saved = {**(added_flags or {}), **saved}
     if saved.get("script") != config["script"]:
         raise SystemExit(f"--resume: {path} was written by {saved.get('script')}, not by {config['script']}")
     changed = [

@@ -222,9 +222,11 @@ def test_the_peer_vae_steps_run_where_the_peers_are_installed():
         assert all(np.isfinite(losses)) and 300 < losses[0] < 1000  # a fresh VAE: about 784 ln 2 + KL nats per image
 
 
-def test_adam_chunk_timing_gives_every_chunk_size_a_time_and_restores_the_default():
-    model = npgen.nn.Linear(300, 200)
-    x = npgen.Tensor(np.ones((4, 300), np.float32))
+def test_adam_chunk_timing_times_every_chunk_size_and_restores_the_default(monkeypatch):
+    model = npgen.nn.Linear(600, 500)  # 300,500 weights: more than one chunk at every size timed
+    x = npgen.Tensor(np.ones((4, 600), np.float32))
+    sizes, adam_chunk = set(), npgen.optim._adam_chunk
+    monkeypatch.setattr(npgen.optim, "_adam_chunk", lambda p, *rest: sizes.add(p.size) or adam_chunk(p, *rest))
 
     def make():
         return lambda: model(x).sum().backward(), npgen.optim.Adam(model.parameters())
@@ -232,4 +234,5 @@ def test_adam_chunk_timing_gives_every_chunk_size_a_time_and_restores_the_defaul
     default = npgen.optim.CHUNK
     ms = adam_chunks.adam_ms_per_chunk(make, rounds=3)
     assert sorted(ms) == adam_chunks.CHUNKS and all(t > 0 for t in ms.values())
+    assert set(adam_chunks.CHUNKS) <= sizes  # each size was the one Adam's steps ran with
     assert npgen.optim.CHUNK == default

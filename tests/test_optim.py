@@ -138,11 +138,11 @@ def test_clip_grad_norm_leaves_small_gradients_and_missing_ones_alone():
     assert np.array_equal(p.grad, [0.3, 0.4]) and q.grad is None
 
 
-@pytest.mark.parametrize("layout", ["chunks shared among threads", "strided (not contiguous)"])
+@pytest.mark.parametrize("layout", ["several chunks", "strided (not contiguous)"])
 def test_adam_updates_every_element_of_large_and_strided_parameters(layout):
     rng = np.random.default_rng(1)
-    if layout == "chunks shared among threads":
-        data = rng.normal(size=9 * optim.CHUNK + 7)  # above the size at which threads start
+    if layout == "several chunks":
+        data = rng.normal(size=3 * optim.CHUNK + 7)  # the last chunk a short one
     else:
         data = np.asfortranarray(rng.normal(size=(300, 200)))
     p = npgen.Tensor(data, requires_grad=True)
@@ -184,3 +184,5 @@ def test_cosine_annealing_runs_from_the_peak_rate_to_zero_and_refuses_steps_outs
     for step in (-1, 101):
         with pytest.raises(ValueError, match=f"step {step} is outside the schedule's 0..100"):
             optim.cosine_annealing(1e-3, step, 100)
+    with pytest.raises(ValueError, match="total ≥ 1"):
+        optim.cosine_annealing(1e-3, 0, 0)  # a schedule of no steps

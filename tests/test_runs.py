@@ -318,15 +318,16 @@ def test_resume_refuses_flags_that_change_the_run_and_allows_more_epochs(tmp_pat
 
 def test_a_flow_run_stopped_between_its_two_checkpoint_writes_reports_the_true_best(tmp_path):
     straight, one_epoch, stopped = tmp_path / "straight", tmp_path / "one_epoch", tmp_path / "stopped"
-    assert run("flow.py", *FLOW_QUICK, "--epochs", "2", "--out", str(straight)).returncode == 0
-    assert run("flow.py", *FLOW_QUICK, "--epochs", "1", "--out", str(one_epoch)).returncode == 0
+    constant = [*FLOW_QUICK, "--lr-schedule", "constant"]  # so one_epoch's epoch 1 is straight's epoch 1
+    assert run("flow.py", *constant, "--epochs", "2", "--out", str(straight)).returncode == 0
+    assert run("flow.py", *constant, "--epochs", "1", "--out", str(one_epoch)).returncode == 0
     expected = json.loads((straight / "metrics.json").read_text())
     assert expected["best_epoch"] == 2  # the second epoch improved: it wrote checkpoint.npz, then best.npz
     # The state of a run killed after epoch 2's checkpoint.npz and before its best.npz:
     stopped.mkdir()
     shutil.copy(straight / "checkpoint.npz", stopped / "checkpoint.npz")
     shutil.copy(one_epoch / "best.npz", stopped / "best.npz")
-    done = run("flow.py", *FLOW_QUICK, "--epochs", "2", "--resume", "--out", str(stopped))
+    done = run("flow.py", *constant, "--epochs", "2", "--resume", "--out", str(stopped))
     assert done.returncode == 0 and "one save behind" in done.stdout, done.stderr[-2000:]
     assert json.loads((stopped / "metrics.json").read_text())["best_test_bpd"] == expected["best_test_bpd"]
 
@@ -348,7 +349,8 @@ def test_a_flow_run_killed_mid_schedule_resumes_to_the_uninterrupted_numbers(tmp
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    while not (out / "checkpoint.npz").exists() and process.poll() is None:
+    deadline = time.monotonic() + 120
+    while not (out / "checkpoint.npz").exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.001)
     process.kill()
     process.wait()
@@ -391,6 +393,16 @@ def test_a_run_killed_at_random_moments_resumes_to_the_uninterrupted_numbers(tmp
         return {"epochs": epochs, "test": metrics_["test"]}
 
     assert numbers(out) == numbers(tmp_path / "straight")
+
+
+def test_a_checkpoint_from_before_a_flag_existed_resumes_under_the_value_it_was_made_with(tmp_path):
+    path = tmp_path / "checkpoint.npz"
+    checkpoint.save(path, model=nn.Linear(2, 2), history=[], config={"script": "flow.py", "lr": 0.1})
+    added = {"lr_schedule": "constant"}
+    config = {"script": "flow.py", "lr": 0.1, "lr_schedule": "constant"}
+    assert runs.resume(path, config, 1, added, model=nn.Linear(2, 2))["history"] == []
+    with pytest.raises(SystemExit, match="--lr-schedule was 'constant', now 'cosine'"):
+        runs.resume(path, {**config, "lr_schedule": "cosine"}, 1, added, model=nn.Linear(2, 2))
 
 
 def test_the_run_helpers_refuse_a_checkpoint_without_a_configuration(tmp_path):
