@@ -11,6 +11,7 @@ With PyTorch installed, torch.optim.Adam on the same model written in PyTorch ta
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import statistics
 import time
 from collections.abc import Callable
@@ -20,86 +21,51 @@ import numpy as np
 
 import npgen
 from npgen import optim
-from npgen.models import VAE, Discriminator, Flow, Generator
-from npgen.models.gan import discriminator_loss
 
+import npgen_models  # a sibling file: benchmarks/ is on the path when this script runs
+
+HAVE_TORCH = importlib.util.find_spec("torch") is not None
 CHUNKS = [1 << 14, 1 << 15, 1 << 16, 1 << 17, 1 << 18]
 
 
-def vae_backward() -> tuple[Callable[[], None], optim.Adam]:
-    """A VAE's forward and backward pass on a fixed binary batch of 128, and its Adam."""
-    vae = VAE()
-    x = npgen.Tensor((np.random.default_rng(0).uniform(size=(128, 784)) < 0.3).astype(np.float32))
-    return lambda: vae.loss(x).backward(), optim.Adam(vae.parameters())
+# Per model: its loss and Adam in npgen and in PyTorch (the split flow, as npgen's), and the rounds timed.
+MODELS = {
+    "VAE": (npgen_models.vae_loss, "vae_loss", 60),
+    "GAN": (npgen_models.gan_discriminator_loss, "gan_discriminator_loss", 40),
+    "flow": (npgen_models.flow_loss, "flow_loss", 6),
+}
 
 
-def gan_backward() -> tuple[Callable[[], None], optim.Adam]:
-    """The GAN's discriminator pass on [real; fake] (64 each) and backward into both networks, and one Adam."""
-    generator, discriminator = Generator(), Discriminator()
-    real = npgen.Tensor(np.random.default_rng(0).uniform(-1, 1, (64, 784)).astype(np.float32))
-
-    def backward() -> None:
-        logits = discriminator(npgen.F.concatenate([real, generator(generator.sample_latent(64))]))
-        real_logits, fake_logits = npgen.F.split(logits, [64])
-        discriminator_loss(real_logits, fake_logits).backward()
-
-    return backward, optim.Adam(generator.parameters() + discriminator.parameters(), 2e-4, (0.5, 0.999))
-
-
-def flow_backward() -> tuple[Callable[[], None], optim.Adam]:
-    """The flow's forward and backward pass on a fixed batch of 128 integer images, and its Adam."""
-    flow = Flow()
-    x = np.random.default_rng(0).integers(0, 256, (128, 784)).astype(np.uint8)
-    return lambda: flow.bpd(x).mean().backward(), optim.Adam(flow.parameters())
-
-
-MODELS = {"VAE": (vae_backward, 60), "GAN": (gan_backward, 40), "flow": (flow_backward, 6)}
-
-
-def torch_backward(name: str) -> tuple[Callable[[], None], Any] | None:
-    """The model's forward and backward pass in PyTorch (torch_models.py) and its Adam; None without torch."""
-    try:
-        import torch
-
-        import torch_models
-    except ImportError:
+def torch_loss(name: str) -> tuple[Callable[[], Any], Any] | None:
+    """The PyTorch model's loss and Adam (torch_models.py), or None where PyTorch is not installed."""
+    if not HAVE_TORCH:
         return None
+    import torch_models
+
+    make = getattr(torch_models, MODELS[name][1])
     rng = np.random.default_rng(0)
-    if name == "VAE":
-        vae, x = torch_models.VAE(), torch.tensor((rng.uniform(size=(128, 784)) < 0.3).astype(np.float32))
-        return lambda: vae.loss(x).backward(), torch.optim.Adam(vae.parameters())
-    if name == "GAN":
-        g, d = torch_models.generator(), torch_models.discriminator()
-        real = torch.tensor(rng.uniform(-1, 1, (64, 784)).astype(np.float32))
-
-        def backward() -> None:
-            real_logits, fake_logits = d(torch.cat([real, g(torch.randn(64, 100))])).split(64)
-            (
-                torch.nn.functional.softplus(-real_logits).mean() + torch.nn.functional.softplus(fake_logits).mean()
-            ).backward()
-
-        return backward, torch.optim.Adam([*g.parameters(), *d.parameters()], 2e-4, (0.5, 0.999))
-    flow, x = torch_models.SplitFlow(), torch.tensor(rng.integers(0, 256, (128, 784)).astype(np.float32))
-    return lambda: flow.bpd(x).mean().backward(), torch.optim.Adam(flow.parameters())
+    return make(rng, torch_models.SplitFlow) if name == "flow" else make(rng)
 
 
 def adam_ms_per_chunk(
-    make: Callable[[], tuple[Callable[[], None], optim.Adam]], rounds: int, torch_pass: tuple | None = None
+    npgen_pass: tuple[Callable[[], Any], optim.Optimizer], rounds: int, torch_pass: tuple | None = None
 ) -> dict[Any, float]:
-    """Median ms of Adam's step right after a backward pass, for each chunk size (and PyTorch's Adam) in turn."""
-    backward, opt = make()
-    turns: dict[Any, tuple] = {chunk: (backward, opt) for chunk in CHUNKS}
+    """Median ms of Adam's step right after its loss's backward pass, for each chunk size (and PyTorch's Adam) in turn.
+
+    ``npgen_pass`` and ``torch_pass``: (the loss, as a function of nothing, and its optimizer).
+    """
+    turns: dict[Any, tuple] = {chunk: npgen_pass for chunk in CHUNKS}
     if torch_pass is not None:
         turns["PyTorch"] = torch_pass
     times: dict[Any, list[float]] = {turn: [] for turn in turns}
     default = optim.CHUNK
     try:
         for _ in range(rounds):
-            for turn, (backward, opt) in turns.items():
+            for turn, (loss, opt) in turns.items():
                 optim.CHUNK = turn if turn in CHUNKS else default
                 time.sleep(0.02)  # lets the other library's worker threads stop spin-waiting first
                 opt.zero_grad()
-                backward()
+                loss().backward()
                 start = time.perf_counter()
                 opt.step()
                 times[turn].append(time.perf_counter() - start)
@@ -114,13 +80,12 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
     args = parser.parse_args()
     npgen.manual_seed(0)
-    with_torch = torch_backward("VAE") is not None
-    columns = [f"chunk 2^{c.bit_length() - 1}, ms" for c in CHUNKS] + (["PyTorch's Adam, ms"] if with_torch else [])
+    columns = [f"chunk 2^{c.bit_length() - 1}, ms" for c in CHUNKS] + (["PyTorch's Adam, ms"] if HAVE_TORCH else [])
     print("| model | " + " | ".join(columns) + " |")
     print("| --- " * (len(columns) + 1) + "|")
     for name in args.models:
-        make, rounds = MODELS[name]
-        ms = adam_ms_per_chunk(make, rounds, torch_backward(name))
+        make, _, rounds = MODELS[name]
+        ms = adam_ms_per_chunk(make(np.random.default_rng(0)), rounds, torch_loss(name))
         print(f"| {name} | " + " | ".join(f"{ms[turn]:.2f}" for turn in ms) + " |")
 
 

@@ -64,24 +64,27 @@ def timed_parts(by_op: bool = False) -> Iterator[dict[str, float]]:
             setattr(cls, name, method)
 
 
-def step_breakdown(step: Callable[[], None], repeats: int) -> dict[str, float]:
-    """Mean seconds per step in each part, and in total, over ``repeats`` steps after one warm-up."""
+def _timed_steps(step: Callable[[], None], repeats: int, by_op: bool) -> tuple[dict[str, float], float]:
+    """Mean seconds per step in each part (``timed_parts``) and in total, over ``repeats`` steps after a warm-up."""
     step()
-    with timed_parts() as totals:
+    with timed_parts(by_op) as totals:
         start = time.perf_counter()
         for _ in range(repeats):
             step()
         total = time.perf_counter() - start
-    parts = {part: totals[part] / repeats for part in ("matmul", "elementwise", "optimizer")}
-    parts["engine"] = total / repeats - sum(parts.values())
-    parts["total"] = total / repeats
+    return {part: seconds / repeats for part, seconds in totals.items()}, total / repeats
+
+
+def step_breakdown(step: Callable[[], None], repeats: int) -> dict[str, float]:
+    """Mean seconds per step in each part, and in total, over ``repeats`` steps after one warm-up."""
+    timed, total = _timed_steps(step, repeats, by_op=False)
+    parts = {part: timed.get(part, 0.0) for part in ("matmul", "elementwise", "optimizer")}
+    parts["engine"] = total - sum(parts.values())
+    parts["total"] = total
     return parts
 
 
-def op_breakdown(step: Callable[[], None], repeats: int) -> dict[str, float]:
-    """Mean seconds per step in each op's forward and backward and the optimizer's step, largest first."""
-    step()
-    with timed_parts(by_op=True) as totals:
-        for _ in range(repeats):
-            step()
-    return {part: seconds / repeats for part, seconds in sorted(totals.items(), key=lambda item: -item[1])}
+def op_breakdown(step: Callable[[], None], repeats: int) -> tuple[dict[str, float], float]:
+    """Mean seconds per step in each op's forward and backward and the optimizer step (largest first); the total."""
+    timed, total = _timed_steps(step, repeats, by_op=True)
+    return dict(sorted(timed.items(), key=lambda item: -item[1])), total

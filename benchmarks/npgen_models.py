@@ -9,22 +9,52 @@ import numpy as np
 import npgen
 from npgen import backend
 from npgen.models import VAE, Discriminator, Flow, Generator
-from npgen.models.gan import train_step
+from npgen.models.gan import discriminator_loss, train_step
+
+Loss = Callable[[], npgen.Tensor]
+
+
+def training_step(loss: Loss, opt: npgen.optim.Optimizer) -> Callable[[], None]:
+    """One step: the loss, zero_grad, backward, and the optimizer's update."""
+
+    def step() -> None:
+        value = loss()
+        opt.zero_grad()
+        value.backward()
+        opt.step()
+
+    return step
+
+
+def vae_loss(rng: np.random.Generator) -> tuple[Loss, npgen.optim.Adam]:
+    """A VAE's loss on a fixed random binary batch of 128, and its Adam (lr 1e-3)."""
+    vae = VAE()
+    x = npgen.Tensor(backend.on_device((rng.uniform(size=(128, 784)) < 0.3).astype(np.float32)))
+    return lambda: vae.loss(x), npgen.optim.Adam(vae.parameters(), lr=1e-3)
+
+
+def gan_discriminator_loss(rng: np.random.Generator) -> tuple[Loss, npgen.optim.Adam]:
+    """L_D on [real; G(z)] (64 each), not detached: backward reaches both networks, one Adam steps all of them."""
+    generator, discriminator = Generator(), Discriminator()
+    real = npgen.Tensor(backend.on_device(rng.uniform(-1, 1, (64, 784)).astype(np.float32)))
+
+    def loss() -> npgen.Tensor:
+        logits = discriminator(npgen.F.concatenate([real, generator(generator.sample_latent(64))]))
+        return discriminator_loss(*npgen.F.split(logits, [64]))
+
+    return loss, npgen.optim.Adam(generator.parameters() + discriminator.parameters(), 2e-4, (0.5, 0.999))
+
+
+def flow_loss(rng: np.random.Generator) -> tuple[Loss, npgen.optim.Adam]:
+    """The flow's mean bits/dim on a fixed batch of 128 random integer images, and its Adam (lr 1e-3)."""
+    flow = Flow()
+    x = backend.on_device(rng.integers(0, 256, (128, 784)).astype(np.uint8))
+    return lambda: flow.bpd(x).mean(), npgen.optim.Adam(flow.parameters(), lr=1e-3)
 
 
 def vae_step(rng: np.random.Generator) -> Callable[[], None]:
     """One VAE training step (Adam lr 1e-3) on a fixed random binary batch of 128."""
-    vae = VAE()
-    opt = npgen.optim.Adam(vae.parameters(), lr=1e-3)
-    x = npgen.Tensor(backend.get_backend().from_host((rng.uniform(size=(128, 784)) < 0.3).astype(np.float32)))
-
-    def step() -> None:
-        loss = vae.loss(x)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-
-    return step
+    return training_step(*vae_loss(rng))
 
 
 def gan_step(rng: np.random.Generator) -> Callable[[], None]:
@@ -38,17 +68,7 @@ def gan_step(rng: np.random.Generator) -> Callable[[], None]:
 
 def flow_step(rng: np.random.Generator) -> Callable[[], None]:
     """One Real NVP training step (Adam lr 1e-3) on a fixed batch of 128 random integer images."""
-    flow = Flow()
-    opt = npgen.optim.Adam(flow.parameters(), lr=1e-3)
-    x = backend.get_backend().from_host(rng.integers(0, 256, (128, 784)).astype(np.uint8))
-
-    def step() -> None:
-        loss = flow.bpd(x).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-
-    return step
+    return training_step(*flow_loss(rng))
 
 
 STEPS = {"VAE (batch 128)": vae_step, "GAN (batch 64)": gan_step, "flow (batch 128)": flow_step}

@@ -2,19 +2,21 @@
 
     python benchmarks/run.py                 # numpy, cupy where a CUDA device exists, PyTorch if installed
     python benchmarks/run.py --quick         # fewer repetitions
+    python benchmarks/run.py --tables models pytorch   # some of the tables (names below, in quotes)
 
 Tables, printed and appended (with the machine, library versions, OPENBLAS_* settings and the
 command) to benchmarks/RESULTS.md:
-1. GFLOP/s of float32 matrix products at the models' shapes and a square sweep (and, on a GPU,
-   host ↔ device copies in GB/s, apart from the products); with PyTorch installed, numpy's and
-   PyTorch's rates at the models' shapes, measured alternately.
-2. Microseconds per op, forward + backward, on tiny arrays: the engine's Python cost.
+1. GFLOP/s of float32 matrix products at the models' shapes and a square sweep ("gemm"; on a GPU
+   also host ↔ device copies in GB/s, "transfers"); with PyTorch installed, each layer's forward
+   and two gradient products in numpy and in PyTorch, measured alternately ("pytorch-gemm").
+2. Microseconds per op, forward + backward, on tiny arrays: the engine's Python cost ("overhead").
 3. Milliseconds per training step of each model, the epoch it implies, and the ratio to the
-   model's BLAS floor: 3 × its forward matmul time at measured GEMM rates.
-4. One numpy step split into matrix products, elementwise ops, optimizer and engine (breakdown.py),
-   and the ops that take the most of it ("ops").
+   model's BLAS floor: 3 × its forward matmul time at measured GEMM rates ("models").
+4. One numpy step split into matrix products, elementwise ops, optimizer and engine
+   ("breakdown", breakdown.py), and the ops that take the most of it ("ops").
 5. npgen against the same models in PyTorch (torch_models.py), run alternately in one process
-   with numpy's BLAS thread count; peak resident memory of each in a fresh process.
+   with numpy's BLAS thread count; peak resident memory of each in a fresh process ("pytorch").
+6. The VAE step in the numpy peers HIPS autograd and DeZero (peer_models.py), alternately ("peers").
 Each time is the median of several repetitions after a warm-up; GPU times synchronise first.
 """
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import os
 import platform
 import resource
@@ -241,13 +244,13 @@ def op_rows(repeats: int, top: int = 6) -> list[str]:
     npgen.manual_seed(0)
     rows = []
     for label, make_step in npgen_models.STEPS.items():
-        step = make_step(np.random.default_rng(0))
-        total = median_seconds(step, np, repeats)
-        for part, seconds in list(op_breakdown(step, repeats).items())[:top]:
+        parts, total = op_breakdown(make_step(np.random.default_rng(0)), repeats)
+        for part, seconds in list(parts.items())[:top]:
             rows.append(f"| {label} | {part} | {seconds * 1e3:.2f} | {seconds / total:.0%} |")
     return rows
 
 
+@functools.cache  # npgen's flow meets two PyTorch flows: one measurement of it serves both rows
 def peak_memory_mib(framework: str, label: str) -> tuple[float, float]:
     """(peak, after imports) resident memory of a fresh process that builds one model and trains a few steps."""
     command = [sys.executable, __file__, "--peak-memory", framework, label]

@@ -144,19 +144,54 @@ class SplitFlow(nn.Module):
         return -(log_pz + logdet) / (d * math.log(2))
 
 
-def vae_step(rng: np.random.Generator) -> Callable[[], None]:
-    """One VAE training step (Adam lr 1e-3) on a fixed random binary batch of 128."""
-    vae = VAE()
-    opt = torch.optim.Adam(vae.parameters(), lr=1e-3)
-    x = torch.tensor((rng.uniform(size=(128, 784)) < 0.3).astype(np.float32))
+Loss = Callable[[], torch.Tensor]
+
+
+def training_step(loss: Loss, opt: torch.optim.Optimizer) -> Callable[[], None]:
+    """One step: the loss, zero_grad, backward, and the optimizer's update."""
 
     def step() -> None:
-        loss = vae.loss(x)
+        value = loss()
         opt.zero_grad()
-        loss.backward()
+        value.backward()
         opt.step()
 
     return step
+
+
+def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """L_D = mean softplus(−ℓ_real) + mean softplus(ℓ_fake), as npgen's."""
+    return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
+
+
+def vae_loss(rng: np.random.Generator) -> tuple[Loss, torch.optim.Adam]:
+    """A VAE's loss on a fixed random binary batch of 128, and its Adam (lr 1e-3)."""
+    vae = VAE()
+    x = torch.tensor((rng.uniform(size=(128, 784)) < 0.3).astype(np.float32))
+    return lambda: vae.loss(x), torch.optim.Adam(vae.parameters(), lr=1e-3)
+
+
+def gan_discriminator_loss(rng: np.random.Generator) -> tuple[Loss, torch.optim.Adam]:
+    """L_D on [real; G(z)] (64 each), not detached: backward reaches both networks, one Adam steps all of them."""
+    g, d = generator(), discriminator()
+    real = torch.tensor(rng.uniform(-1, 1, (64, 784)).astype(np.float32))
+
+    def loss() -> torch.Tensor:
+        return discriminator_loss(*d(torch.cat([real, g(torch.randn(64, 100))])).split(64))
+
+    return loss, torch.optim.Adam([*g.parameters(), *d.parameters()], lr=2e-4, betas=(0.5, 0.999))
+
+
+def flow_loss(rng: np.random.Generator, form: type = Flow) -> tuple[Loss, torch.optim.Adam]:
+    """The flow's mean bits/dim on a fixed batch of 128 random integer images, and its Adam (lr 1e-3)."""
+    flow = form()
+    x = torch.tensor(rng.integers(0, 256, (128, 784)).astype(np.float32))
+    return lambda: flow.bpd(x).mean(), torch.optim.Adam(flow.parameters(), lr=1e-3)
+
+
+def vae_step(rng: np.random.Generator) -> Callable[[], None]:
+    """One VAE training step (Adam lr 1e-3) on a fixed random binary batch of 128."""
+    return training_step(*vae_loss(rng))
 
 
 def gan_step(rng: np.random.Generator) -> Callable[[], None]:
@@ -168,8 +203,7 @@ def gan_step(rng: np.random.Generator) -> Callable[[], None]:
 
     def step() -> None:
         fake = g(torch.randn(64, 100))
-        real_logits, fake_logits = d(torch.cat([real, fake.detach()])).split(64)  # one pass, as npgen's
-        loss_d = F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
+        loss_d = discriminator_loss(*d(torch.cat([real, fake.detach()])).split(64))  # one pass, as npgen's
         opt_d.zero_grad()
         loss_d.backward()
         opt_d.step()
@@ -185,17 +219,7 @@ def gan_step(rng: np.random.Generator) -> Callable[[], None]:
 
 def flow_step(rng: np.random.Generator, form: type = Flow) -> Callable[[], None]:
     """One Real NVP training step (Adam lr 1e-3) on a fixed batch of 128 random integer images."""
-    flow = form()
-    opt = torch.optim.Adam(flow.parameters(), lr=1e-3)
-    x = torch.tensor(rng.integers(0, 256, (128, 784)).astype(np.float32))
-
-    def step() -> None:
-        loss = flow.bpd(x).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-
-    return step
+    return training_step(*flow_loss(rng, form))
 
 
 STEPS = {

@@ -61,19 +61,22 @@ def parse_args() -> argparse.Namespace:
         help="clip the global gradient norm to this (0: off); typical norms are about 1",
     )
     runs.add_run_flags(parser, "runs/flow", TRAIN)
-    args = runs.parse_run_args(parser)
-    return args
+    return runs.parse_run_args(parser)
 
 
-def peak_memory_mib() -> float:
-    """Peak resident memory of this process so far (Linux reports kilobytes)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def memory_mib() -> dict[str, float | None]:
+    """Peak resident host memory (Linux reports kilobytes) and, on a GPU, cupy's pool (its high-water mark)."""
+    on_gpu = backend.get_backend().name == "cupy"
+    return {
+        "peak_memory_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "device_memory_mib": backend.device_memory_mib() if on_gpu else None,
+    }
 
 
-def memory_report() -> str:
-    """Peak host memory, and on a GPU the memory cupy's pool holds (its high-water mark)."""
-    device = backend.device_memory_mib() if backend.get_backend().name == "cupy" else None
-    return f"peak {peak_memory_mib():.0f} MiB" + ("" if device is None else f", GPU pool {device:.0f} MiB")
+def memory_report(memory: dict[str, float | None]) -> str:
+    """``memory_mib``'s numbers as one line."""
+    device = memory["device_memory_mib"]
+    return f"peak {memory['peak_memory_mib']:.0f} MiB" + ("" if device is None else f", GPU pool {device:.0f} MiB")
 
 
 def mean_bpd(flow: Flow, images: object, batch_size: int = 500) -> float:
@@ -178,8 +181,7 @@ def main() -> None:
                 "val_bpd": val,
                 "last_lr": opt.param_groups[0]["lr"],
                 "seconds": seconds,
-                "peak_memory_mib": peak_memory_mib(),
-                "device_memory_mib": backend.device_memory_mib() if args.backend == "cupy" else None,
+                **memory_mib(),
                 "grad_norm_median": float(np.median(grad_norms)) if grad_norms else None,
                 "grad_norm_max": float(np.max(grad_norms)) if grad_norms else None,
                 "clipped_steps": int(np.sum(np.array(grad_norms) > args.clip_grad)),
@@ -188,7 +190,7 @@ def main() -> None:
         train_bpd, clipped = history[-1]["train_bpd"], history[-1]["clipped_steps"]
         print(
             f"epoch {epoch:3d}  train {train_bpd:.4f} bits/dim  val {val:.4f}  {seconds:6.1f} s  "
-            f"{memory_report()}  clipped steps {clipped}"
+            f"{memory_report(history[-1])}  clipped steps {clipped}"
         )
         if epoch in tags:
             save_samples(flow, sample_z, args.out, tags[epoch])
@@ -200,16 +202,15 @@ def main() -> None:
     results = {"args": {k: str(v) for k, v in vars(args).items()}, "parameters": n_params, "epochs": history}
     results["test_bpd"] = mean_bpd(flow, test)
     print(f"test {results['test_bpd']:.4f} bits/dim after epoch {len(history)}")
-    best = best_epoch(history) if history else None
-    if best is not None:
+    if history:
+        best = best_epoch(history)
         checkpoint.load(best_path, flow=flow)
         results["best_epoch"], results["best_test_bpd"] = best, mean_bpd(flow, test)
         print(f"lowest validation bits/dim at epoch {best}: test {results['best_test_bpd']:.4f} bits/dim")
     # the median, which one epoch that shared the machine does not move
     results["seconds_per_epoch"] = float(np.median([h["seconds"] for h in history])) if history else None
-    results["peak_memory_mib"] = peak_memory_mib()
-    results["device_memory_mib"] = backend.device_memory_mib() if args.backend == "cupy" else None
-    print(f"memory: {memory_report()}")
+    results.update(memory_mib())
+    print(f"memory: {memory_report(results)}")
     (args.out / "metrics.json").write_text(json.dumps(results, indent=2))
     curves = {"train": [h["train_bpd"] for h in history], "validation": [h["val_bpd"] for h in history]}
     save_curves(curves, args.out / "bpd.png", "epoch", "bits per dimension", "Real NVP on MNIST")

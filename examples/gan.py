@@ -186,6 +186,7 @@ def main() -> None:
             stats = train_step(generator, discriminator, opt_g, opt_d, real, saturating=args.g_loss == "saturating")
             sums = {k: sums.get(k, 0.0) + v for k, v in stats.items()}  # 0-d tensors: summed on the device
             step += 1
+            # the guard's one read per step, after both updates were queued: it names the step that diverged
             runs.stop_if_not_finite(float(stats["loss_d"] + stats["loss_g"]), "loss", epoch, step, path)
             if step % args.save_interval == 0:
                 save_grid(
@@ -194,7 +195,7 @@ def main() -> None:
                     nrow=5,
                     title=f"step {step}",
                 )
-        means = {k: v.item() / len(batches) for k, v in sums.items()}  # one read from the device per epoch
+        means = {k: v.item() / len(batches) for k, v in sums.items()}  # the epoch's means: one read each
         history.append({"epoch": epoch, **means, "seconds": time.perf_counter() - start})
         print(
             f"epoch {epoch:3d}  L_D {means['loss_d']:.3f}  L_G {means['loss_g']:.3f}  D(x) {means['d_real']:.3f}"

@@ -31,8 +31,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--lr", type=runs.positive_float, default=1e-3, help="Adam's learning rate")
     parser.add_argument("--hidden", type=runs.positive_int, default=256, help="units of each of the two hidden layers")
     runs.add_run_flags(parser, "runs/classifier", 60_000, resume=False)
-    args = runs.parse_run_args(parser)
-    return args
+    return runs.parse_run_args(parser)
 
 
 def accuracy(model: nn.Module, images: object, labels: np.ndarray, batch_size: int = 1000) -> tuple[float, np.ndarray]:
@@ -76,11 +75,11 @@ def main() -> None:
         batches = tqdm(DataLoader(train_x, train_y, batch_size=args.batch_size), desc=f"epoch {epoch}", leave=False)
         for step, (x, y) in enumerate(batches, 1):
             loss = F.cross_entropy(model(x), y)
-            losses.append(loss.item())
-            runs.stop_if_not_finite(losses[-1], "loss", epoch, step, None)
             opt.zero_grad()
             loss.backward()
             opt.step()
+            losses.append(loss.item())  # read after the step was queued: on a GPU the read waits for it all
+            runs.stop_if_not_finite(losses[-1], "loss", epoch, step, None)
         seconds = time.perf_counter() - start
         test_accuracy, predictions = accuracy(model, test_images, test_y)
         epochs.append(

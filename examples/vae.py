@@ -149,11 +149,11 @@ def main() -> None:
         batches = tqdm(DataLoader(images, batch_size=args.batch_size), desc=f"epoch {epoch}/{args.epochs}", leave=False)
         for step, x in enumerate(batches, 1):
             loss = model.loss(x)
-            losses.append(loss.item())
-            runs.stop_if_not_finite(losses[-1], "loss", epoch, step, path)
             opt.zero_grad()
             loss.backward()
             opt.step()
+            losses.append(loss.item())  # read after the step was queued: on a GPU the read waits for it all
+            runs.stop_if_not_finite(losses[-1], "loss", epoch, step, path)
             if len(losses) % 50 == 0:
                 batches.set_postfix(neg_elbo=f"{np.mean(losses[-50:]):.2f}")
         seconds = time.perf_counter() - start

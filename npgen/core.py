@@ -164,7 +164,8 @@ class Tensor:
             if self.size != 1:
                 raise RuntimeError(f"backward() without grad needs a one-element tensor, got shape {self.shape}")
             return xp.ones_like(self.data)
-        grad = _raw(grad) if backend.is_array(_raw(grad)) else xp.asarray(grad)
+        raw = _raw(grad)
+        grad = raw if backend.is_array(raw) else xp.asarray(raw)
         backend.get_array_module(self.data, grad)  # one backend, or a TypeError naming both
         if grad.shape != self.shape:
             raise RuntimeError(f"backward(grad): grad has shape {grad.shape}, but the tensor has shape {self.shape}")

@@ -422,12 +422,10 @@ def _broadcast_shape(*shapes: tuple) -> tuple | None:
 
 def binary_cross_entropy_with_logits(logits: Tensor, target: Any, reduction: str = "mean") -> Tensor:
     """Bernoulli negative log-likelihood of ``target`` under probabilities σ(logits), in nats."""
-    if (
-        _broadcast_shape(logits.shape, np.shape(target) if not hasattr(target, "shape") else tuple(target.shape))
-        != logits.shape
-    ):  # (N,) targets, (N, 1) logits: (N, N)
+    target_shape = tuple(target.shape) if hasattr(target, "shape") else np.shape(target)
+    if _broadcast_shape(logits.shape, target_shape) != logits.shape:  # (N,) targets, (N, 1) logits: (N, N)
         raise ValueError(
-            f"binary_cross_entropy_with_logits: target shape {tuple(target.shape)} does not fit logits {logits.shape}"
+            f"binary_cross_entropy_with_logits: target shape {target_shape} does not fit logits {logits.shape}"
         )
     return _reduce(BCEWithLogits()(logits, target), reduction)
 

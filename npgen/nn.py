@@ -175,9 +175,8 @@ class Module:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Copy arrays (numpy or device) into parameters and buffers, by name; all or nothing."""
         self.check_state_dict(state)
-        for prefix, module in self.named_modules(
-            remove_duplicate=False
-        ):  # a shared one loads its last name, as in PyTorch
+        # every name of a shared module or parameter, in order: it ends with its last name's value, as in PyTorch
+        for prefix, module in self.named_modules(remove_duplicate=False):
             for name in module._buffers:
                 key = f"{prefix}.{name}" if prefix else name
                 object.__setattr__(module, name, _converted(state[key], getattr(module, name)))

@@ -151,8 +151,9 @@ def resume(
 def figure_epochs(epochs: int) -> dict[int, str]:
     """The epochs after which a script draws its sample figures, and their tags in the file names.
 
-    Every script names its figures ``<kind>_epoch_<E>_<when>``: before training (epoch 0), after
-    the first epoch, halfway (epoch max(epochs // 2, 1)) and at the end.
+    The tags: ``epoch_0_untrained`` before training (for scripts whose untrained model is worth a
+    look), ``epoch_1`` after the first epoch, ``epoch_<E>_halfway`` (E = max(epochs // 2, 1)) and
+    ``epoch_<E>_end``; a script names its figures ``<kind>_<tag>``.
     """
     halfway = max(epochs // 2, 1)
     return {0: "epoch_0_untrained", 1: "epoch_1", halfway: f"epoch_{halfway}_halfway", epochs: f"epoch_{epochs}_end"}

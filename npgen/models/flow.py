@@ -152,7 +152,7 @@ class Flow(Module):
         self.halves = (int(black.sum()), self.dim - int(black.sum()))
         couplings = []
         for k in range(2 * n_flows):
-            kept, changed = (self.halves[0], self.halves[1]) if k % 2 == 0 else (self.halves[1], self.halves[0])
+            kept, changed = self.halves[k % 2], self.halves[1 - k % 2]  # even k keeps the black half
             couplings.append(Coupling(kept, changed, n_hidden, full_dim=self.dim))
         self.couplings = Sequential(*couplings)
 
