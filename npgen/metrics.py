@@ -85,9 +85,13 @@ def load_classifier(progress: bool = True) -> Sequential:
             rng.set_state(state)
 
 
+def classifier_path() -> Path:
+    """Where the evaluation classifier is cached: its file name spells out its settings."""
+    return cache_dir() / ("mnist-classifier-" + "-".join(f"{k}{v}" for k, v in CLASSIFIER.items()) + ".npz")
+
+
 def _load_or_train_classifier(progress: bool) -> Sequential:
-    name = "mnist-classifier-" + "-".join(f"{k}{v}" for k, v in CLASSIFIER.items()) + ".npz"
-    path = cache_dir() / name
+    path = classifier_path()
     if path.exists():
         model = make_classifier(CLASSIFIER["hidden"])
         checkpoint.load(path, classifier=model)

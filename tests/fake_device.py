@@ -82,9 +82,9 @@ for _name in (
     "lt le gt ge eq ne and or xor iadd isub imul itruediv ipow"
 ).split():
     setattr(FakeArray, f"__{_name}__", _binary(f"__{_name}__"))
-FakeArray.__neg__ = lambda self: type(self)(-self._a)
-FakeArray.__abs__ = lambda self: type(self)(abs(self._a))
-FakeArray.__invert__ = lambda self: type(self)(~self._a)
+FakeArray.__neg__ = lambda self: _wrap(-self._a, type(self))  # _wrap: a 0-d result stays an array, as in cupy
+FakeArray.__abs__ = lambda self: _wrap(abs(self._a), type(self))
+FakeArray.__invert__ = lambda self: _wrap(~self._a, type(self))
 
 
 def _fix_inplace(name: str):

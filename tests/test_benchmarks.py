@@ -214,6 +214,7 @@ def test_the_peer_table_times_npgen_and_each_installed_peer_or_says_why_not(monk
 def test_the_peer_vae_steps_run_where_the_peers_are_installed():
     import peer_models
 
+    ran = 0
     for make in peer_models.STEPS.values():
         try:
             step = make(np.random.default_rng(0))
@@ -221,6 +222,9 @@ def test_the_peer_vae_steps_run_where_the_peers_are_installed():
             continue  # the benchmark reports the reason in its table
         losses = [step() for _ in range(3)]  # the loss of each step, as the step computed it
         assert all(np.isfinite(losses)) and 300 < losses[0] < 1000  # a fresh VAE: about 784 ln 2 + KL nats per image
+        ran += 1
+    if not ran:
+        pytest.skip("neither HIPS autograd nor DeZero is installed")
 
 
 def test_adam_chunk_timing_times_every_chunk_size_and_restores_the_default(monkeypatch):

@@ -20,7 +20,7 @@ from conftest import CUPY, CUPY_DOUBLE
 import npgen
 from npgen import backend, metrics
 
-EXAMPLES = Path(__file__).parents[1] / "examples"
+from example_runs import FLOW_QUICK, VAE_QUICK, run_numbers, run_ok
 
 
 def _run_on_cupy(script: str, *args: str, cache: Path | None = None) -> str:
@@ -30,11 +30,11 @@ def _run_on_cupy(script: str, *args: str, cache: Path | None = None) -> str:
         env["PYTHONPATH"] = os.pathsep.join([str(CUPY_DOUBLE), str(CUPY_DOUBLE.parent), env.get("PYTHONPATH", "")])
     if cache is not None:
         env["NPGEN_CACHE"] = str(cache)
-    if script.startswith("-m"):
-        command = [sys.executable, *script.split(), *args]
-    else:
-        command = [sys.executable, str(EXAMPLES / script), "--backend", "cupy", *args]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    if not script.startswith("-m"):
+        return run_ok(script, "--backend", "cupy", *args, env=env)
+    done = subprocess.run(
+        [sys.executable, *script.split(), *args], capture_output=True, text=True, timeout=300, env=env
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
 
@@ -81,15 +81,7 @@ def test_the_evaluation_classifier_trains_on_cupy_and_gives_the_callers_stream_b
         npgen.use_backend(previous)
 
 
-def _epoch_numbers(path: Path) -> list:
-    """Each epoch's results, without its timing and memory (which vary from run to run)."""
-    epochs = json.loads((path / "metrics.json").read_text())["epochs"]
-    return [{k: v for k, v in e.items() if "second" not in k and "memory" not in k} for e in epochs]
-
-
-VAE_QUICK = ["--hidden", "32", "--zdim", "2", "--train-size", "2000", "--iw-samples", "3"]
 GAN_QUICK = ["--train-size", "640", "--batch-size", "64", "--save-interval", "5", "--n-eval", "200"]
-FLOW_QUICK = ["--hidden", "16", "--n-flows", "1", "--train-size", "500", "--batch-size", "250"]
 
 
 def test_an_interrupted_vae_run_on_cupy_resumes_to_the_same_numbers(tmp_path):
@@ -97,7 +89,7 @@ def test_an_interrupted_vae_run_on_cupy_resumes_to_the_same_numbers(tmp_path):
     _run_on_cupy("vae.py", *VAE_QUICK, "--epochs", "2", "--out", str(straight))
     _run_on_cupy("vae.py", *VAE_QUICK, "--epochs", "1", "--out", str(interrupted))
     _run_on_cupy("vae.py", *VAE_QUICK, "--epochs", "2", "--resume", "--out", str(interrupted))
-    assert _epoch_numbers(straight) == _epoch_numbers(interrupted)
+    assert run_numbers(straight) == run_numbers(interrupted)
     test = [json.loads((p / "metrics.json").read_text())["test"] for p in (straight, interrupted)]
     assert test[0] == test[1]
 
@@ -110,13 +102,15 @@ def test_an_interrupted_flow_run_on_cupy_resumes_to_the_same_numbers(tmp_path):
     assert json.loads((straight / "metrics.json").read_text())["device_memory_mib"] is not None
     _run_on_cupy("flow.py", *constant, "--epochs", "1", "--out", str(interrupted))
     _run_on_cupy("flow.py", *constant, "--epochs", "2", "--resume", "--out", str(interrupted))
-    assert _epoch_numbers(straight) == _epoch_numbers(interrupted)
+    assert run_numbers(straight) == run_numbers(interrupted)
 
 
 def _cached_classifier(cache: Path) -> Path:
     """An (untrained) evaluation classifier in the cache, so scoring runs without a long training."""
     cache.mkdir()
-    metrics.checkpoint.save(cache / _classifier_file(), classifier=metrics.make_classifier(), test_accuracy=0.0)
+    metrics.checkpoint.save(
+        cache / metrics.classifier_path().name, classifier=metrics.make_classifier(), test_accuracy=0.0
+    )
     return cache
 
 
@@ -133,13 +127,9 @@ def test_an_interrupted_gan_run_on_cupy_resumes_and_scores_its_samples(tmp_path)
     _run_on_cupy("gan.py", *GAN_QUICK, "--epochs", "2", "--out", str(straight), cache=cache)
     _run_on_cupy("gan.py", *GAN_QUICK, "--epochs", "1", "--out", str(interrupted), cache=cache)
     _run_on_cupy("gan.py", *GAN_QUICK, "--epochs", "2", "--resume", "--out", str(interrupted), cache=cache)
-    assert _epoch_numbers(straight) == _epoch_numbers(interrupted)
+    assert run_numbers(straight) == run_numbers(interrupted)
     scores = json.loads((straight / "metrics.json").read_text())
     assert any("inception" in key for key in json.dumps(scores).split('"')), scores
-
-
-def _classifier_file() -> str:
-    return "mnist-classifier-" + "-".join(f"{k}{v}" for k, v in metrics.CLASSIFIER.items()) + ".npz"
 
 
 def test_clip_grad_norm_reads_one_number_back_from_the_device_however_many_parameters():

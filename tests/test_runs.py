@@ -13,7 +13,6 @@ import shutil
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,13 +23,7 @@ from npgen.checkpoint import CheckpointError
 from npgen.data import binarize
 from npgen.models import VAE, Flow
 
-EXAMPLES = Path(__file__).parents[1] / "examples"
-
-
-def run(script: str, *args: str) -> subprocess.CompletedProcess:
-    """An example script run as a user runs it; its exit status and output are the test's to check."""
-    return subprocess.run([sys.executable, str(EXAMPLES / script), *args], capture_output=True, text=True, timeout=300)
-
+from example_runs import FLOW_QUICK, VAE_QUICK, command, run, run_numbers
 
 # --- library input ------------------------------------------------------------------------------------
 
@@ -201,8 +194,6 @@ def test_the_metrics_command_reads_integer_samples_by_value_and_checks_tanh_rang
 
 # --- the example scripts ------------------------------------------------------------------------------
 
-VAE_QUICK = ["--hidden", "32", "--zdim", "2", "--train-size", "2000", "--iw-samples", "2"]
-FLOW_QUICK = ["--hidden", "16", "--n-flows", "1", "--train-size", "500", "--batch-size", "250"]
 GAN_QUICK = ["--train-size", "640", "--n-eval", "0"]
 CLASSIFIER_QUICK = ["--train-size", "2000"]
 
@@ -268,8 +259,6 @@ def test_a_new_run_refuses_an_output_directory_that_holds_a_run(tmp_path):
     assert (tmp_path / "checkpoint.npz").read_bytes() == before
     done = run("vae.py", *VAE_QUICK, "--epochs", "1", "--resume", "--out", str(tmp_path))
     assert done.returncode == 0, done.stderr[-2000:]  # resuming a finished run changes nothing, and says so
-    shorter = run("vae.py", *VAE_QUICK, "--epochs", "1", "--out", str(tmp_path / "other"))
-    assert shorter.returncode == 0
     done = run("flow.py", *FLOW_QUICK, "--epochs", "1", "--resume", "--out", str(tmp_path))
     assert done.returncode == 1 and "written by vae.py, not by flow.py" in done.stderr, done.stderr[-2000:]
 
@@ -286,7 +275,7 @@ def test_resume_from_a_corrupt_checkpoint_is_an_error_that_names_the_file(tmp_pa
     assert done.returncode == 1 and "not a readable npgen checkpoint" in done.stderr and "Traceback" not in done.stderr
 
 
-def test_an_unknown_or_unusable_backend_is_a_flag_error():
+def test_an_unknown_backend_is_a_flag_error():
     done = run("vae.py", "--backend", "tpu")
     assert done.returncode == 2 and "argument --backend: invalid choice: 'tpu'" in done.stderr
 
@@ -345,9 +334,7 @@ def test_a_flow_run_killed_mid_schedule_resumes_to_the_uninterrupted_numbers(tmp
     assert run("flow.py", *args, "--out", str(tmp_path / "straight")).returncode == 0
     out = tmp_path / "killed"
     process = subprocess.Popen(
-        [sys.executable, str(EXAMPLES / "flow.py"), *args, "--out", str(out)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        command("flow.py", *args, "--out", str(out)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     deadline = time.monotonic() + 120
     while not (out / "checkpoint.npz").exists() and process.poll() is None and time.monotonic() < deadline:
@@ -358,13 +345,8 @@ def test_a_flow_run_killed_mid_schedule_resumes_to_the_uninterrupted_numbers(tmp
     done = run("flow.py", *args, "--resume", "--out", str(out))
     assert done.returncode == 0 and "resumed" in done.stdout, done.stderr[-2000:]
 
-    def numbers(path: Path) -> dict:
-        metrics_ = json.loads((path / "metrics.json").read_text())
-        epochs = [{k: e[k] for k in ("train_bpd", "val_bpd", "last_lr")} for e in metrics_["epochs"]]
-        return {"epochs": epochs, "test": metrics_["test_bpd"]}
-
-    assert numbers(out) == numbers(tmp_path / "straight")
-    assert numbers(out)["epochs"][-1]["last_lr"] < 1e-6  # the schedule ran down to (almost) 0
+    assert run_numbers(out, "test_bpd") == run_numbers(tmp_path / "straight", "test_bpd")  # last_lr included
+    assert run_numbers(out, "test_bpd")["epochs"][-1]["last_lr"] < 1e-6  # the schedule ran down to (almost) 0
 
 
 @pytest.mark.slow
@@ -374,25 +356,23 @@ def test_a_run_killed_at_random_moments_resumes_to_the_uninterrupted_numbers(tmp
     straight = run("vae.py", *args, "--out", str(tmp_path / "straight"))
     assert straight.returncode == 0
     out, rng, kills = tmp_path / "killed", np.random.default_rng(0), 0
-    command = [sys.executable, str(EXAMPLES / "vae.py"), *args, "--out", str(out)]
-    while not (out / "metrics.json").exists():
+    for _launch in range(100):
+        if (out / "metrics.json").exists():
+            break
         resume = ["--resume"] if (out / "checkpoint.npz").exists() else []
-        process = subprocess.Popen(command + resume, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            command("vae.py", *args, "--out", str(out), *resume), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
         try:
-            process.wait(timeout=rng.uniform(1.0, 3.0))
+            _, stderr = process.communicate(timeout=rng.uniform(1.0, 3.0))
+            assert process.returncode == 0, stderr.decode()[-2000:]  # a run that ends by itself must succeed
         except subprocess.TimeoutExpired:
             process.kill()
-            process.wait()
+            process.communicate()
             kills += 1
-        assert kills < 100
+    assert (out / "metrics.json").exists(), f"not finished after 100 launches ({kills} killed)"
     assert kills >= 5 and not list(out.glob(".*.tmp"))
-
-    def numbers(path: Path) -> dict:
-        metrics_ = json.loads((path / "metrics.json").read_text())
-        epochs = [{k: v for k, v in e.items() if k != "seconds"} for e in metrics_["epochs"]]
-        return {"epochs": epochs, "test": metrics_["test"]}
-
-    assert numbers(out) == numbers(tmp_path / "straight")
+    assert run_numbers(out, "test") == run_numbers(tmp_path / "straight", "test")
 
 
 def test_a_checkpoint_from_before_a_flag_existed_resumes_under_the_value_it_was_made_with(tmp_path):

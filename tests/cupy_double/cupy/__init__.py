@@ -32,11 +32,6 @@ class ndarray(FakeArray):  # noqa: N801 (cupy's name)
         transfers["to_host"] += 1
         return self._a.copy()
 
-    def tolist(self) -> list:
-        """The elements as Python numbers (a device→host transfer)."""
-        transfers["to_host"] += 1
-        return self._a.tolist()
-
     def item(self) -> Any:
         """The one element as a Python number (a device→host transfer, as in cupy)."""
         transfers["to_host"] += 1
@@ -79,9 +74,6 @@ def asarray(a: Any, dtype: Any = None) -> ndarray:
         raise TypeError(f"cupy.asarray: cannot convert a {type(a).__name__} from another device")
     transfers["to_device"] += 1
     return ndarray(np.array(a, dtype=dtype))
-
-
-array = asarray
 
 
 def asnumpy(a: Any) -> np.ndarray:
@@ -138,9 +130,6 @@ class _Device:
 
 
 class _MemoryPool:
-    def used_bytes(self) -> int:
-        return 0
-
     def total_bytes(self) -> int:
         return 0
 
@@ -177,7 +166,7 @@ class ElementwiseKernel:
         if len(types_) > 1:  # every parameter is of type T: cupy refuses arguments that disagree
             raise TypeError(f"{self.name}: the arguments of type T have different dtypes {sorted(map(str, types_))}")
         names = self.inputs + self.outputs
-        namespace = {"sqrt": np.sqrt, "exp": np.exp, "log": np.log}
+        namespace = {"sqrt": np.sqrt}  # the C functions the Adam kernel's body calls
         for name, value in zip(names, args):
             if isinstance(value, np.ndarray):
                 raise TypeError(f"{self.name}: argument {name} is a numpy array, not a device array")

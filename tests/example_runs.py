@@ -1,0 +1,37 @@
+"""The example scripts run as a user runs them, on small settings: shared by the tests of the scripts."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+EXAMPLES = Path(__file__).parents[1] / "examples"
+
+VAE_QUICK = ["--hidden", "32", "--zdim", "2", "--train-size", "2000", "--iw-samples", "2"]
+FLOW_QUICK = ["--hidden", "16", "--n-flows", "1", "--train-size", "500", "--batch-size", "250"]
+
+
+def command(script: str, *args: str) -> list[str]:
+    """The command line that runs ``script`` of examples/ with ``args``."""
+    return [sys.executable, str(EXAMPLES / script), *args]
+
+
+def run(script: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run an example script; its exit status and output are the caller's to check."""
+    return subprocess.run(command(script, *args), capture_output=True, text=True, timeout=300, env=env)
+
+
+def run_ok(script: str, *args: str, env: dict[str, str] | None = None) -> str:
+    """Run an example script that must succeed; its standard output."""
+    done = run(script, *args, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def run_numbers(out: Path, test_key: str | None = None) -> dict:
+    """A finished run's results from ``out``/metrics.json: every epoch's, without timing and memory, and the test's."""
+    metrics = json.loads((out / "metrics.json").read_text())
+    epochs = [{k: v for k, v in e.items() if "second" not in k and "memory" not in k} for e in metrics["epochs"]]
+    return {"epochs": epochs, "test": metrics[test_key] if test_key else None}
