@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import contextlib
 import math
+import operator
 import weakref
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
-from . import backend, dtypes
+from . import backend, checks, dtypes
 
 _grad_enabled = True
 
@@ -69,6 +70,7 @@ class Tensor:
         self.grad: Any = None
         self.requires_grad = requires_grad
         self.creator: Function | None = None
+        self._version = 0  # counts in-place changes: backward refuses inputs changed after their forward
 
     @property
     def requires_grad(self) -> bool:
@@ -147,6 +149,11 @@ class Tensor:
                 raise RuntimeError(
                     "backward through a graph that a previous backward() already freed; recompute the forward pass"
                 )
+            if _changed_in_place(node):
+                raise RuntimeError(
+                    f"{type(node).__name__}: a tensor it used was changed in place (+=, -=, *=, /=) after the "
+                    "forward pass, so backward would use the new values; recompute the forward pass after the change"
+                )
             upstream = node._output_grads(grads)
             if upstream is not None:
                 node._apply_backward(upstream, grads, stored)
@@ -177,14 +184,14 @@ class Tensor:
         A first gradient is kept as it is unless another leaf could see it: a view (of another
         gradient, or a read-only broadcast) or an array already in another leaf's .grad is copied.
         """
-        if isinstance(grad, np.generic):
-            grad = np.asarray(grad)
         if grad.shape != self.shape:
             raise RuntimeError(f"gradient of shape {grad.shape} for a tensor of shape {self.shape}")
         if self.grad is not None:
             self.grad = self.grad + grad
         else:
             self.grad = grad.copy() if grad.base is not None or id(grad) in stored else grad
+        if isinstance(self.grad, np.generic):  # numpy gives 0-d results as scalars, which nothing can scale in place
+            self.grad = np.asarray(self.grad)
         stored.add(id(self.grad))
 
     def sum(self, axis: int | tuple | None = None, keepdims: bool = False) -> Tensor:
@@ -205,12 +212,21 @@ class Tensor:
     def permute(self, *axes: int) -> Tensor:
         """The axes in a new order: axis i of the result is axis ``axes[i]`` of this tensor."""
         axes = axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
-        return Transpose(tuple(axes))(self)
+        n = self.ndim
+        if len(axes) != n or sorted(a % n for a in axes if -n <= a < n) != list(range(n)):
+            raise ValueError(
+                f"axes {tuple(axes)} are not a permutation of the {n} axes of a tensor of shape {self.shape}"
+            )
+        return Transpose(tuple(a % n for a in axes))(self)  # negative axes count from the end
 
     def transpose(self, axis0: int, axis1: int) -> Tensor:
         """Swap two axes (as PyTorch's transpose; numpy's transpose(axes) is ``permute``)."""
+        for axis in (axis0, axis1):
+            if not -self.ndim <= axis < max(self.ndim, 1):
+                raise IndexError(f"transpose: axis {axis} is out of range for a tensor of shape {self.shape}")
         axes = list(range(self.ndim))
-        axes[axis0], axes[axis1] = axes[axis1], axes[axis0]
+        if self.ndim:
+            axes[axis0], axes[axis1] = axes[axis1], axes[axis0]
         return Transpose(tuple(axes))(self)
 
     T = property(lambda self: Transpose(tuple(reversed(range(self.ndim))))(self), doc="The axes reversed.")
@@ -230,10 +246,89 @@ Tensor.__pow__ = lambda self, other: Pow()(self, other)
 Tensor.__rpow__ = lambda self, other: Pow()(other, self)
 Tensor.__matmul__ = lambda self, other: MatMul()(self, other)
 Tensor.__rmatmul__ = lambda self, other: MatMul()(other, self)
-Tensor.__getitem__ = lambda self, index: GetItem(index)(self)
-# Comparisons give plain boolean tensors: they have no gradient.
-Tensor.__lt__ = lambda self, other: Tensor(self.data < _raw(other))
-Tensor.__gt__ = lambda self, other: Tensor(self.data > _raw(other))
+
+
+def _comparison(compare: Callable[[Any, Any], Any]) -> Callable[[Tensor, Any], Any]:
+    """An elementwise comparison operator: a boolean tensor, outside any graph (it has no gradient)."""
+
+    def operator_(self: Tensor, other: Any) -> Any:
+        other = _raw(other)
+        if backend.is_array(other):
+            backend.get_array_module(self.data, other)  # one backend, or a TypeError naming both
+        elif not isinstance(other, (bool, int, float)):
+            return NotImplemented  # x == None is False, as in Python and PyTorch
+        return Tensor(compare(self.data, other))
+
+    return operator_
+
+
+Tensor.__eq__ = _comparison(operator.eq)
+Tensor.__ne__ = _comparison(operator.ne)
+Tensor.__lt__ = _comparison(operator.lt)
+Tensor.__le__ = _comparison(operator.le)
+Tensor.__gt__ = _comparison(operator.gt)
+Tensor.__ge__ = _comparison(operator.ge)
+Tensor.__hash__ = object.__hash__  # tensors stay usable as dict keys (by identity) although == is elementwise
+
+
+def _in_place(update: Callable[[Any, Any], Any], symbol: str) -> Callable[[Tensor, Any], Tensor]:
+    """An in-place operator (+= -= *= /=): the tensor's own array changes, the Tensor stays the same object.
+
+    Refused, as in PyTorch, where autograd would need the old values or cannot record the change
+    (``checks.in_place``); a change after a forward pass that saved the tensor is caught by backward.
+    """
+
+    def operator_(self: Tensor, other: Any) -> Tensor:
+        promoted = result_type(self, other, float_only=symbol == "/=")
+        checks.in_place(self, other, symbol, promoted, is_grad_enabled())
+        update(self.data, _raw(other))
+        self._version += 1
+        return self
+
+    return operator_
+
+
+Tensor.__iadd__ = _in_place(operator.iadd, "+=")
+Tensor.__isub__ = _in_place(operator.isub, "-=")
+Tensor.__imul__ = _in_place(operator.imul, "*=")
+Tensor.__itruediv__ = _in_place(operator.itruediv, "/=")
+
+
+def _getitem(self: Tensor, index: Any) -> Tensor:
+    """x[index] in PyTorch's layout: integers select first (as x[0] alone does), then any index arrays.
+
+    numpy counts an integer beside an index array as one more index array, so x[0, :, [0, 1]] of a
+    (3, 4, 5) tensor is (2, 4) there (index arrays that a slice separates put their axis first) and
+    (4, 2) in PyTorch. Two plain steps give PyTorch's layout: the integers, slices, None and
+    Ellipsis first, then the index arrays at the axes that are left.
+    """
+    parts = tuple(_raw(i) for i in index) if isinstance(index, tuple) else (_raw(index),)
+    if not (any(map(_is_integer, parts)) and any(map(_is_index_array, parts))):
+        return GetItem(index)(self)
+    first = tuple(q for p in parts for q in ((slice(None),) * _axes_of(p) if _is_index_array(p) else (p,)))
+    second = tuple(p if _is_index_array(p) or p is Ellipsis else slice(None) for p in parts if not _is_integer(p))
+    return GetItem(second)(GetItem(first)(self))
+
+
+def _is_integer(part: Any) -> bool:
+    """An integer index: a Python or numpy integer, or a 0-d integer array (PyTorch treats those alike)."""
+    if isinstance(part, (int, np.integer)):
+        return not isinstance(part, bool)
+    return backend.is_array(part) and part.ndim == 0 and part.dtype.kind in "iu"
+
+
+def _is_index_array(part: Any) -> bool:
+    """An index array: a list, or an array of integers or bools with at least one axis."""
+    return isinstance(part, list) or (backend.is_array(part) and part.ndim > 0)
+
+
+def _axes_of(part: Any) -> int:
+    """How many axes an index array consumes: a boolean mask all of its own, integers one."""
+    array = np.asarray(part) if isinstance(part, list) else part
+    return array.ndim if array.dtype.kind == "b" else 1
+
+
+Tensor.__getitem__ = _getitem
 
 
 def _raw(x: Any) -> Any:
@@ -272,6 +367,12 @@ def _count_consumers(root: Function) -> dict[Function, int]:
     return pending
 
 
+def _changed_in_place(node: Function) -> bool:
+    """Whether an input or output of ``node`` was changed in place since its forward pass (which may have saved it)."""
+    inputs = any(x._version != version for x, version in zip(node.inputs, node.versions))
+    return inputs or any((y := ref()) is not None and y._version for ref in node.outputs)
+
+
 class Function:
     """One differentiable operation. Subclass it and write ``forward`` and ``backward``.
 
@@ -300,6 +401,7 @@ class Function:
         outputs = [Tensor(y) for y in (ys if multiple else (ys,))]
         if _grad_enabled and any(x.requires_grad for x in inputs):
             self.inputs = inputs
+            self.versions = [x._version for x in inputs]
             self.needs_input_grad = tuple(x.requires_grad for x in inputs)
             self.outputs = [weakref.ref(y) for y in outputs]  # weak: outputs own their creator
             self.output_meta = [(y.shape, y.dtype) for y in outputs]
@@ -553,16 +655,12 @@ class Reshape(Function):
 
 
 class Transpose(Function):
-    """y = x with permuted axes; the gradient is permuted back by the inverse permutation."""
+    """y = x with permuted axes (non-negative, a permutation); the gradient is permuted back by the inverse."""
 
     def __init__(self, axes: tuple):
         self.axes = axes
 
     def forward(self, x):
-        n = x.ndim
-        if len(self.axes) != n or sorted(a % n for a in self.axes if -n <= a < n) != list(range(n)):
-            raise ValueError(f"axes {self.axes} are not a permutation of the {n} axes of a tensor of shape {x.shape}")
-        self.axes = tuple(a % n for a in self.axes)  # negative axes count from the end
         return x.transpose(self.axes)
 
     def backward(self, g):

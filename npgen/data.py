@@ -134,7 +134,7 @@ class DataLoader:
         if len(lengths) != 1:
             raise ValueError(f"DataLoader arrays differ in length: {[len(a) for a in arrays]}")
         if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r} ({type(batch_size).__name__})")
         self.arrays, self.batch_size, self.shuffle, self.drop_last = arrays, batch_size, shuffle, drop_last
         self.n = lengths.pop()
 

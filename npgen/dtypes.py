@@ -35,15 +35,20 @@ def promote_types(a: Any, b: Any) -> Any:
 
 def is_integer_array(value: Any) -> bool:
     """Whether ``value`` is a raw array (or numpy scalar) of integers or bools: it promotes like a tensor."""
-    return not isinstance(value, (bool, int, float)) and getattr(value, "dtype", np.dtype(float)).kind in "biu"
+    dtype = getattr(value, "dtype", None)
+    return not isinstance(value, (bool, int, float)) and isinstance(dtype, np.dtype) and dtype.kind in "biu"
 
 
 def constant_dtype(value: Any) -> Any:
     """The dtype a constant (a Python number or a raw array) takes part with: float32 if it is floating."""
     if isinstance(value, (bool, int, float)):
         value = np.asarray(value)  # bool, int64 or float64
-    if not hasattr(value, "dtype"):
-        raise TypeError(f"ops take Tensors, Python numbers and arrays, got {type(value).__name__}")
+    if not isinstance(getattr(value, "dtype", None), np.dtype):  # a list, a string, another library's tensor
+        kind = type(value)
+        raise TypeError(
+            f"ops take Tensors, Python numbers and numpy or cupy arrays, got a {kind.__module__}.{kind.__name__}"
+            + (" (convert a PyTorch tensor with .numpy())" if kind.__module__.startswith("torch") else "")
+        )
     return FLOAT32 if value.dtype.kind == "f" else value.dtype
 
 

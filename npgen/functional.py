@@ -9,11 +9,13 @@ softplus(x) = max(x, 0) + log(1 + e^−|x|) never exponentiates a positive numbe
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from . import backend, checks
 from .backend import get_array_module
 from .core import FloatFunction, Function, Tensor, result_type, unbroadcast
 
@@ -176,6 +178,7 @@ def relu(x: Tensor) -> Tensor:
 
 def leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:
     """Elementwise x for x > 0, negative_slope·x otherwise."""
+    checks.number("leaky_relu", "negative_slope", negative_slope, checks.FINITE)
     return LeakyReLU(negative_slope)(x)
 
 
@@ -187,6 +190,129 @@ def softplus(x: Tensor) -> Tensor:
 def log_sigmoid(x: Tensor) -> Tensor:
     """Elementwise log σ(x), stable for large |x| (never log of a sigmoid)."""
     return LogSigmoid()(x)
+
+
+# --- choosing elements: where, clamp, abs, maximum, max over an axis ----------------
+
+
+class Where(Function):
+    """y = a where the condition holds, else b; ∂L/∂a = g·[cond], ∂L/∂b = g·[¬cond], each summed to its shape.
+
+    A primitive: cond·a + (1 − cond)·b would give NaN wherever the branch not taken is infinite
+    (0·∞), and keeping such values out of a result is what where is for.
+    """
+
+    def __init__(self, condition: Any):
+        self.condition = condition  # a boolean array: not an input, it has no gradient
+
+    def forward(self, a, b):
+        self.save_for_backward(a.shape, b.shape)
+        return get_array_module(a, b).where(self.condition, a, b)
+
+    def backward(self, g):
+        a_shape, b_shape = self.saved
+        xp, need_a, need_b = get_array_module(g), *self.needs_input_grad
+        ga = unbroadcast(xp.where(self.condition, g, 0), a_shape) if need_a else None
+        gb = unbroadcast(xp.where(self.condition, 0, g), b_shape) if need_b else None
+        return ga, gb
+
+
+class Maximum(Function):
+    """y = max(a, b) elementwise; ∂L/∂a = g·([a > b] + ½[a = b]), ∂L/∂b = g·([b > a] + ½[a = b]).
+
+    A primitive: where(a > b, a, b) would give all of a tie's gradient to b (PyTorch splits it
+    evenly), and b + relu(a − b) does not give a back exactly.
+    """
+
+    def forward(self, a, b):
+        self.save_for_backward(a, b)
+        return get_array_module(a, b).maximum(a, b)
+
+    def backward(self, g):
+        a, b = self.saved
+        need_a, need_b = self.needs_input_grad
+        share_a = (a > b) + 0.5 * (a == b)
+        return unbroadcast(g * share_a, a.shape) if need_a else None, unbroadcast(
+            g * (1 - share_a), b.shape
+        ) if need_b else None
+
+
+class Max(Function):
+    """y = max x over ``axis``; ∂L/∂x = g·[x = y]/k, shared by the k elements that attain the max.
+
+    A primitive: picking the maximum by its index would give a tie's gradient to one element
+    (PyTorch's amax shares it), and a masked sum divided by k rounds.
+    """
+
+    def __init__(self, axis: int | tuple | None, keepdims: bool):
+        self.axis, self.keepdims = axis, keepdims
+
+    def forward(self, x):
+        y = x.max(axis=self.axis, keepdims=True)
+        self.save_for_backward(x == y)
+        return y if self.keepdims else y.squeeze(self.axis) if self.axis is not None else y.reshape(())
+
+    def backward(self, g):
+        winners = self.saved[0]
+        count = winners.sum(axis=self.axis, keepdims=True)
+        return g.reshape(count.shape) * winners / count
+
+
+def _as_condition(condition: Any) -> Any:
+    """The raw boolean array of a condition (a bool Tensor or array), or a TypeError saying what came."""
+    condition = condition.data if isinstance(condition, Tensor) else condition
+    kind = getattr(condition, "dtype", type(condition).__name__)
+    if kind != np.bool_:
+        raise TypeError(f"where: the condition must be a bool tensor or array (such as x > 0), got {kind}")
+    return condition
+
+
+def where(condition: Any, a: Tensor | float, b: Tensor | float) -> Tensor:
+    """a where ``condition`` (a bool tensor or array) holds, else b; a and b broadcast, numbers allowed."""
+    return Where(_as_condition(condition))(a, b)
+
+
+def clamp(x: Tensor, min: Tensor | float | None = None, max: Tensor | float | None = None) -> Tensor:
+    """x limited to [min, max] (either may be None): two wheres, so ∂L/∂x = g inside, boundaries included."""
+    if min is not None:
+        x = where(x < min, min, x)
+    if max is not None:
+        x = where(x > max, max, x)
+    return x
+
+
+def abs(x: Tensor) -> Tensor:
+    """|x| = x·sign(x), sign a constant: ∂L/∂x = g·sign(x), 0 at 0 (as in PyTorch)."""
+    return x * get_array_module(x.data).sign(x.data)
+
+
+def maximum(a: Tensor, b: Tensor | float) -> Tensor:
+    """Elementwise max(a, b), broadcasting; a tie shares its gradient evenly, as in PyTorch."""
+    return Maximum()(a, b)
+
+
+def minimum(a: Tensor, b: Tensor | float) -> Tensor:
+    """Elementwise min(a, b) = −max(−a, −b)."""
+    return -maximum(-a, -b)
+
+
+def _check_reduced_axes(name: str, x: Tensor, axis: int | tuple | None) -> None:
+    """A max or min over an empty axis has no value: a ValueError naming the axis and the shape."""
+    axes = range(x.ndim) if axis is None else (axis,) if isinstance(axis, int) else axis
+    if any(x.shape[a] == 0 for a in axes):
+        raise ValueError(f"{name}: cannot reduce over an empty axis (axis={axis}) of a tensor of shape {x.shape}")
+
+
+def amax(x: Tensor, axis: int | tuple | None = None, keepdims: bool = False) -> Tensor:
+    """The maximum over ``axis`` (all axes if None), as torch.amax: the values, a tie sharing the gradient."""
+    _check_reduced_axes("amax", x, axis)
+    return Max(axis, keepdims)(x)
+
+
+def amin(x: Tensor, axis: int | tuple | None = None, keepdims: bool = False) -> Tensor:
+    """The minimum over ``axis`` = −amax(−x)."""
+    _check_reduced_axes("amin", x, axis)
+    return -Max(axis, keepdims)(-x)
 
 
 # --- linear algebra and shapes -------------------------------------------------------
@@ -263,6 +389,36 @@ def concatenate(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
     return Concatenate(axis)(*tensors)
 
 
+def stack(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
+    """Join tensors of one shape along a new axis: each unsqueezed there, then concatenated."""
+    return concatenate([unsqueeze(t, axis) for t in tensors], axis)
+
+
+def unsqueeze(x: Tensor, axis: int) -> Tensor:
+    """x with a new axis of size 1 at ``axis`` (−1 appends it): a reshape."""
+    if not -x.ndim - 1 <= axis <= x.ndim:
+        raise IndexError(f"unsqueeze: axis {axis} is out of range for a tensor of shape {x.shape}")
+    shape = list(x.shape)
+    shape.insert(axis % (x.ndim + 1), 1)
+    return x.reshape(shape)
+
+
+def squeeze(x: Tensor, axis: int | None = None) -> Tensor:
+    """x without its axes of size 1 (only ``axis``, if given and of size 1, as in PyTorch): a reshape."""
+    if axis is not None and not -max(x.ndim, 1) <= axis < max(x.ndim, 1):
+        raise IndexError(f"squeeze: axis {axis} is out of range for a tensor of shape {x.shape}")
+    drop = [i for i, n in enumerate(x.shape) if n == 1 and (axis is None or i == axis % x.ndim)]
+    return x.reshape([n for i, n in enumerate(x.shape) if i not in drop])
+
+
+def flatten(x: Tensor, start_axis: int = 0, end_axis: int = -1) -> Tensor:
+    """x with axes start_axis … end_axis merged into one (all of them by default): a reshape."""
+    if x.ndim == 0:
+        return x.reshape(1)
+    start, end = start_axis % x.ndim, end_axis % x.ndim
+    return x.reshape(*x.shape[:start], math.prod(x.shape[start : end + 1]), *x.shape[end + 1 :])
+
+
 def split(x: Tensor, indices_or_sections: int | Sequence[int], axis: int = 0) -> tuple[Tensor, ...]:
     """Cut x into equal sections, or at the given indices, along ``axis`` (numpy.split semantics)."""
     if not isinstance(indices_or_sections, int):
@@ -313,6 +469,8 @@ def batch_norm(
     estimates (raw arrays, updated in place, outside any graph) by ``momentum`` toward the batch
     mean and the *unbiased* batch variance. Evaluation: normalise with the running estimates.
     """
+    checks.number("batch_norm", "momentum", momentum, checks.PROBABILITY)
+    checks.number("batch_norm", "eps", eps, checks.POSITIVE)
     if not training:
         scale = weight / sqrt(Tensor(running_var) + eps)
         return (x - Tensor(running_mean)) * scale + bias
@@ -332,15 +490,41 @@ def batch_norm(
 # --- normalised exponentials ---------------------------------------------------------
 
 
+def _max_or_minus_inf(x: Any, axis: int | None) -> Any:
+    """max x over ``axis`` (keeping it); −∞ over an empty axis, the max of nothing."""
+    if x.size:
+        return x.max(axis=axis, keepdims=True)
+    shape = [1 if axis is None or i == axis % x.ndim else n for i, n in enumerate(x.shape)]
+    return get_array_module(x).full(shape, -np.inf, x.dtype)
+
+
 def _logsumexp(x: Any, axis: int | None) -> Any:
-    """log Σ e^x over ``axis`` (keeping it), as m + log Σ e^(x−m) with m = max x: no exponential overflows."""
+    """log Σ e^x over ``axis`` (keeping it), as m + log Σ e^(x−m) with m = max x: no exponential overflows.
+
+    An infinite m shifts by 0 instead (as PyTorch does): a row of −∞ gives −∞ and a row holding +∞
+    gives +∞, where x − m would be ∞ − ∞ = NaN.
+    """
     xp = get_array_module(x)
-    m = x.max(axis=axis, keepdims=True)
-    return m + xp.log(xp.exp(x - m).sum(axis=axis, keepdims=True))
+    m = _max_or_minus_inf(x, axis)
+    m = xp.where(xp.isfinite(m), m, 0)
+    with np.errstate(divide="ignore"):  # log 0 = −∞ is the right answer for an empty or all −∞ row
+        return m + xp.log(xp.exp(x - m).sum(axis=axis, keepdims=True))
+
+
+def _log_softmax(x: Any, axis: int) -> Any:
+    """x − logsumexp(x) along ``axis``, computed as (x − m) − log Σ e^(x−m) with m = max x.
+
+    Unlike logsumexp, log_softmax of a row holding ±∞ is NaN throughout (as in PyTorch): no finite
+    distribution puts its mass on an infinite logit.
+    """
+    xp = get_array_module(x)
+    with np.errstate(invalid="ignore", divide="ignore"):  # ∞ − ∞ in a row that holds ∞: NaN, as intended
+        shifted = x - _max_or_minus_inf(x, axis)
+        return shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
 
 
 class LogSumExp(FloatFunction):
-    """y = log Σᵢ e^xᵢ = m + log Σᵢ e^(xᵢ−m) with m = max x; ∂L/∂x = g·softmax(x)."""
+    """y = log Σᵢ e^xᵢ = m + log Σᵢ e^(xᵢ−m) with m = max x; ∂L/∂x = g·softmax(x) = g·e^(x−y)."""
 
     def __init__(self, axis: int | None, keepdims: bool):
         self.axis, self.keepdims = axis, keepdims
@@ -363,7 +547,7 @@ class LogSoftmax(FloatFunction):
         self.axis = axis
 
     def forward(self, x):
-        y = x - _logsumexp(x, self.axis)
+        y = _log_softmax(x, self.axis)
         self.save_for_backward(y)
         return y
 
@@ -380,6 +564,29 @@ def logsumexp(x: Tensor, axis: int | None = None, keepdims: bool = False) -> Ten
 def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
     """log of the softmax over ``axis``, without overflow."""
     return LogSoftmax(axis)(x)
+
+
+def softmax(x: Tensor, axis: int = -1) -> Tensor:
+    """e^xᵢ / Σⱼ e^xⱼ over ``axis``: exp of log_softmax, so it needs no VJP of its own."""
+    return exp(log_softmax(x, axis))
+
+
+# --- regularisation ------------------------------------------------------------------
+
+
+def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
+    """In training, each element zeroed with probability p and the rest scaled by 1/(1 − p); else x itself.
+
+    x times a constant mask m (drawn from npgen's generator), so ∂L/∂x = g·m and no VJP of its own.
+    The scaling keeps E[y] = x, so evaluation needs no correction (inverted dropout, as in PyTorch).
+    """
+    checks.number("dropout", "p", p, checks.PROBABILITY)
+    if not training or p == 0:
+        return x
+    dtype = x.dtype if x.dtype.kind == "f" else np.float32
+    mask = (backend.backend_of(x.data).rng.uniform(x.shape, dtype=dtype) >= p).astype(dtype)
+    mask *= 1 / (1 - p) if p < 1 else 0.0
+    return x * mask
 
 
 # --- losses --------------------------------------------------------------------------
@@ -438,7 +645,7 @@ class CrossEntropy(FloatFunction):
 
     def forward(self, x):
         xp = get_array_module(x, self.labels)
-        log_p = x - _logsumexp(x, -1)
+        log_p = _log_softmax(x, -1)
         rows = xp.arange(len(x))
         self.save_for_backward(log_p, rows)
         return -log_p[rows, self.labels]
@@ -496,3 +703,11 @@ Tensor.sqrt = sqrt
 Tensor.tanh = tanh
 Tensor.sigmoid = sigmoid
 Tensor.relu = relu
+Tensor.abs = Tensor.__abs__ = abs
+Tensor.clamp = clamp
+Tensor.max = amax
+Tensor.min = amin
+Tensor.softmax = softmax
+Tensor.unsqueeze = unsqueeze
+Tensor.squeeze = squeeze
+Tensor.flatten = flatten

@@ -11,6 +11,7 @@ random. And float32 is too coarse for differences of size ε, so inputs must be 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any, Callable
 
@@ -43,6 +44,7 @@ def gradcheck(
     """
     inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
     _check_inputs(inputs)
+    _check_settings(eps, atol, rtol)
     rng = np.random.default_rng(seed)  # its own stream: checking must not shift npgen's
     if mode == "full":
         problem = _full_check(fn, inputs, eps, atol, rtol, rng)
@@ -69,6 +71,15 @@ def _check_inputs(inputs: list[Tensor]) -> None:
             x.data = x.data.copy()  # perturbing through a flat view needs contiguous memory
     if not any(x.requires_grad for x in inputs):
         raise ValueError("gradcheck: no input requires grad, so there is nothing to check")
+
+
+def _check_settings(eps: float, atol: float, rtol: float) -> None:
+    """A step of 0 compares nothing and a NaN or negative tolerance passes everything or nothing: refused."""
+    if not (math.isfinite(eps) and eps > 0):
+        raise ValueError(f"gradcheck: eps must be a finite number > 0, got {eps}")
+    for name, value in (("atol", atol), ("rtol", rtol)):
+        if not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"gradcheck: {name} must be a finite number ≥ 0, got {value}")
 
 
 def _outputs(fn: Callable[..., Any], inputs: list[Tensor]) -> list[Tensor]:
@@ -119,16 +130,35 @@ def _numerical_jacobians(fn: Callable[..., Any], inputs: list[Tensor], eps: floa
 
 
 def _mismatch(analytic: np.ndarray, numerical: np.ndarray, atol: float, rtol: float) -> int | None:
-    """Flat index of the worst violation of |a − n| ≤ atol + rtol·|n|, or None if there is none."""
-    excess = np.abs(analytic - numerical) - (atol + rtol * np.abs(numerical))
-    worst = int(np.argmax(excess)) if excess.size else 0
-    return worst if excess.size and excess.flat[worst] > 0 else None
+    """Flat index of the worst violation of |a − n| ≤ atol + rtol·|n|, or None if there is none.
+
+    A NaN or an infinity on either side is a violation (the worst, the first of them) unless both
+    sides hold the same infinity: written as "not within tolerance", a comparison with NaN fails.
+    """
+    with np.errstate(invalid="ignore"):  # ∞ − ∞ is NaN here, and counts as a violation
+        excess = np.abs(analytic - numerical) - (atol + rtol * np.abs(numerical))
+        bad = ~(excess <= 0) & ~(analytic == numerical)
+    if not bad.any():
+        return None
+    return int(np.argmax(np.where(bad, np.nan_to_num(excess, nan=np.inf), -np.inf)))
+
+
+def _not_finite(outputs: list[np.ndarray]) -> str | None:
+    """A message naming the first output element that is NaN or infinite: no derivative can be checked there."""
+    for k, y in enumerate(outputs):
+        bad = np.flatnonzero(~np.isfinite(y))
+        if bad.size:
+            where = f"output[{k}]{_at(bad[0], y.shape)}"
+            return f"gradcheck failed: {where} is {y.flat[bad[0]]} (the forward pass is not finite)"
+    return None
 
 
 def _full_check(
     fn: Callable[..., Any], inputs: list[Tensor], eps: float, atol: float, rtol: float, rng: np.random.Generator
 ) -> str | None:
     outputs = _evaluate(fn, inputs)
+    if (problem := _not_finite(outputs)) is not None:
+        return problem
     numerical = _numerical_jacobians(fn, inputs, eps)
     positions = [n for n, x in enumerate(inputs) if x.requires_grad]
     for k, y in enumerate(outputs):
@@ -172,6 +202,8 @@ def _fast_check(
     plus, minus = evaluate_at(+1.0), evaluate_at(-1.0)
     for x, x0 in zip(checked, originals):
         x.data[...] = x0
+    if (problem := _not_finite(_evaluate(fn, inputs))) is not None:
+        return problem
     for k, (yp, ym) in enumerate(zip(plus, minus)):
         v = rng.standard_normal(yp.shape)
         numerical = float(np.sum(v * (yp - ym)) / (2 * eps))

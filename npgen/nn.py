@@ -1,4 +1,4 @@
-"""Layers: Module, Parameter, Linear, activations, BatchNorm1d, Sequential.
+"""Layers: Module, Parameter, Linear, activations, Dropout, BatchNorm1d, Sequential.
 
 Shapes, defaults, initialisation and state_dict names follow PyTorch, so a PyTorch
 state_dict converted to numpy arrays loads by name and gives the same outputs.
@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from . import backend
+from . import backend, checks
 from . import functional as F
 from .core import Tensor
 
@@ -40,6 +40,18 @@ class Module:
         if name in self._buffers:  # e.g. `self.running_mean *= 0.9` reassigns: it stays a buffer
             object.__setattr__(self, name, value)
             return
+        if name in self._parameters and not isinstance(value, (Parameter, type(None))):
+            # as PyTorch: `lin.weight = array` or `lin.weight = lin.weight - 0.1` would silently leave
+            # parameters(), the optimizer and state_dict holding the old Parameter
+            raise TypeError(
+                f"cannot assign a {type(value).__name__} to {type(self).__name__}.{name}, a parameter: "
+                f"a Parameter or None is expected (to change its values: `with npgen.no_grad(): {name} -= ...`)"
+            )
+        if isinstance(value, (list, tuple)) and any(isinstance(v, Module) for v in value):
+            raise TypeError(
+                f"{type(self).__name__}.{name}: a {type(value).__name__} of Modules would not be registered "
+                "(its parameters would be missing from parameters() and state_dict()): use Sequential(*modules)"
+            )
         self._parameters.pop(name, None)
         self._modules.pop(name, None)
         if isinstance(value, Parameter):
@@ -255,7 +267,7 @@ class LeakyReLU(Module):
 
     def __init__(self, negative_slope: float = 0.01):
         super().__init__()
-        self.negative_slope = negative_slope
+        self.negative_slope = checks.number("LeakyReLU", "negative_slope", negative_slope, checks.FINITE)
 
     def forward(self, x: Tensor) -> Tensor:
         return F.leaky_relu(x, self.negative_slope)
@@ -278,12 +290,32 @@ class Tanh(Module):
         return F.tanh(x)
 
 
+class Dropout(Module):
+    """Zeroes each element with probability p in training (scaling the rest by 1/(1 − p)); the identity in eval()."""
+
+    def __init__(self, p: float = 0.5):
+        super().__init__()
+        self.p = checks.number("Dropout", "p", p, checks.PROBABILITY)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.dropout(x, self.p, self.training)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
 class BatchNorm1d(Module):
     """Batch normalisation of (N, C) inputs (``F.batch_norm``): the parameters γ, β and the running statistics."""
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1):
         super().__init__()
         _check_sizes(BatchNorm1d=(num_features,))
+        checks.number("BatchNorm1d", "eps", eps, checks.POSITIVE)
+        if momentum is None:  # PyTorch's cumulative average; npgen keeps the exponential one
+            raise ValueError(
+                "BatchNorm1d: momentum=None (a cumulative average) is not supported; give a number in [0, 1]"
+            )
+        checks.number("BatchNorm1d", "momentum", momentum, checks.PROBABILITY)
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         xp = backend.get_backend().xp
         self.weight = Parameter(xp.ones(num_features, np.float32))
@@ -312,6 +344,9 @@ class Sequential(Module):
     def __init__(self, *modules: Module):
         super().__init__()
         for i, module in enumerate(modules):
+            if not isinstance(module, Module):
+                hint = ": pass the layers themselves, Sequential(*layers)" if isinstance(module, (list, tuple)) else ""
+                raise TypeError(f"Sequential takes Modules, got a {type(module).__name__} at position {i}{hint}")
             setattr(self, str(i), module)
 
     def forward(self, x: Tensor) -> Tensor:

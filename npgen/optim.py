@@ -7,7 +7,7 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
-from . import backend
+from . import backend, checks
 from .core import Tensor
 
 
@@ -15,11 +15,9 @@ class Optimizer:
     """Holds the parameters (a list: fixed order) and per-parameter state, keyed by position."""
 
     def __init__(self, params: Iterable[Tensor], defaults: dict[str, Any]):
-        params = list(params)
+        params = checks.tensor_list(type(self).__name__, params)
         if not params:
             raise ValueError("optimizer got an empty parameter list")
-        if not all(isinstance(p, Tensor) for p in params):
-            raise TypeError("optimizer params must be Tensors, e.g. model.parameters()")
         if len({id(p) for p in params}) != len(params):  # it would be stepped twice per step
             raise ValueError("optimizer got the same parameter twice; model.parameters() lists a shared one once")
         self.param_groups = [{"params": params, **defaults}]
@@ -151,8 +149,8 @@ class Adam(Optimizer):
         fast: bool = True,
     ):
         _check_hyperparameters(lr=lr, eps=eps, weight_decay=weight_decay)
-        if len(tuple(betas)) != 2 or not all(0.0 <= b < 1.0 for b in betas):
-            raise ValueError(f"Adam's betas must be two numbers in [0, 1), got {tuple(betas)}")
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
+            raise ValueError(f"Adam's betas must be two numbers in [0, 1), got {betas!r}")
         super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay})
         self.fast = fast
 
@@ -183,6 +181,7 @@ def cosine_annealing(peak: float, step: int, total_steps: int) -> float:
     total_steps. Big steps early, while far from a minimum; ever smaller ones towards the end,
     where a constant rate would keep the weights jittering around it.
     """
+    checks.number("cosine_annealing", "peak", peak, checks.NONNEGATIVE)
     if not 0 <= step <= total_steps or total_steps < 1:
         raise ValueError(f"cosine_annealing: step {step} is outside the schedule's 0..{total_steps} (total ≥ 1)")
     return peak * 0.5 * (1 + math.cos(math.pi * step / total_steps))
@@ -197,7 +196,7 @@ def clip_grad_norm(params: Iterable[Tensor], max_norm: float) -> float:
     """
     if not max_norm > 0:  # a negative bound would flip every gradient: ascent instead of descent
         raise ValueError(f"max_norm must be positive, got {max_norm}")
-    grads = [p.grad for p in params if p.grad is not None]
+    grads = [p.grad for p in checks.tensor_list("clip_grad_norm", params) if p.grad is not None]
     if not grads:
         return 0.0
     # vdot of the flattened gradient with itself: a BLAS dot, no squared temporary of the gradient's size;

@@ -14,7 +14,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
+import os
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable
@@ -69,13 +71,28 @@ def parse_run_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
 
 
 def prepare_out(out: Path, resume: bool = False) -> None:
-    """Create the output directory and prove it writable now, not after hours of training.
+    """Create the output directory, prove it writable and lock it for this run: now, not after hours of training.
 
     A directory that holds a run's checkpoint is refused unless ``resume``: a new run there would
-    overwrite the old one's checkpoint, metrics and figures.
+    overwrite the old one's checkpoint, metrics and figures. A directory that another running
+    process holds is refused in any case (``lock_out``).
     """
     if out.exists() and not out.is_dir():
         raise SystemExit(f"--out {out} is a file, not a directory")
+    _refuse_checkpoint_state(out, resume)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".npgen-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise SystemExit(f"--out {out} is not writable: {error}") from None
+    lock_out(out)
+    _refuse_checkpoint_state(out, resume)  # again: a run that held the lock until now may have left a checkpoint
+
+
+def _refuse_checkpoint_state(out: Path, resume: bool) -> None:
+    """Stop unless --resume finds a checkpoint to continue, or a new run finds none to overwrite."""
     checkpoint_path = out / "checkpoint.npz"
     if resume and not checkpoint_path.is_file():
         raise SystemExit(
@@ -85,13 +102,50 @@ def prepare_out(out: Path, resume: bool = False) -> None:
         raise SystemExit(
             f"--out {out} holds a run already ({checkpoint_path}): add --resume to continue it, or choose another --out"
         )
+
+
+_held_locks: dict[Path, Any] = {}  # open lock files: a lock lasts as long as its file stays open
+
+
+def lock_out(out: Path) -> None:
+    """Hold ``out``/.npgen-lock for the life of this process, or stop naming the process that holds it.
+
+    An OS file lock (flock; msvcrt on Windows), not a marker file: the OS releases it when the
+    process ends in any way, so a run killed with SIGKILL leaves no stale lock behind.
+    """
+    path = (out / ".npgen-lock").resolve()
+    if path in _held_locks:
+        return
+    handle = open(path, "a+", encoding="utf-8")  # kept open: closing it releases the lock
+    if not _try_lock(handle):
+        handle.seek(0)
+        holder = handle.read().strip() or "a process that has not yet said who it is"
+        handle.close()
+        raise SystemExit(
+            f"--out {out} is in use by another run ({holder}); wait for it to end, or choose another --out"
+        )
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}: {' '.join(sys.argv)}")
+    handle.flush()
+    _held_locks[path] = handle
+
+
+def _try_lock(handle: Any) -> bool:
+    """Take an exclusive lock on the open file without waiting; False if another process holds it."""
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".npgen-write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as error:
-        raise SystemExit(f"--out {out} is not writable: {error}") from None
+        if os.name == "nt":
+            import msvcrt
+
+            handle.seek(0)
+            msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
 
 
 def use_backend(name: str) -> None:

@@ -37,6 +37,30 @@ UNARY = {
     "log_softmax": (F.log_softmax, (-3, 3)),
     "split": (lambda x: F.split(x, [1, 3], axis=1), (-1, 1)),
     "split_one_piece_unused": (lambda x: F.split(x, 3, axis=0)[1], (-1, 1)),
+    "sum_negative_axis": (lambda x: x.sum(axis=-1), (-1, 1)),
+    "sum_negative_axis_of_3d": (lambda x: x.reshape(2, 3, 2).sum(axis=(-3, -1)), (-1, 1)),
+    "permute_3_cycle": (lambda x: x.reshape(2, 3, 2).permute(2, 0, 1), (-1, 1)),
+    "permute_3_cycle_reversed": (lambda x: x.reshape(2, 3, 2).permute(1, 2, 0), (-1, 1)),
+    "getitem_slice_and_index_array": (lambda x: x[1:, backend.move(np.array([3, 0, 3]), x.device)], (-1, 1)),
+    "getitem_integer_slice_index_array": (lambda x: x.reshape(2, 2, 3)[0, :, [2, 0]], (-1, 1)),
+    "log_softmax_axis0": (lambda x: F.log_softmax(x, 0), (-3, 3)),
+    # the ops a learner reaches for first, away from kinks and ties (those have tests of their own below)
+    "abs": (F.abs, (-1, 1)),
+    "clamp": (lambda x: F.clamp(x, -0.5, 0.4), (-1, 1)),
+    "clamp_min_only": (lambda x: x.clamp(min=0.1), (-1, 1)),
+    "maximum_constant": (lambda x: F.maximum(x, 0.2), (-1, 1)),
+    "minimum_constant": (lambda x: F.minimum(x, 0.2), (-1, 1)),
+    "where": (lambda x: F.where(x > 0, x * 2, x**2), (-1, 1)),
+    "amax_rows": (lambda x: F.amax(x, axis=1), (-1, 1)),
+    "amax_negative_axis_keepdims": (lambda x: x.max(axis=-2, keepdims=True), (-1, 1)),
+    "amin_all": (lambda x: x.min(), (-1, 1)),
+    "stack": (lambda x: F.stack([x, x * 2], axis=1), (-1, 1)),
+    "stack_negative_axis": (lambda x: F.stack([x, x.exp()], axis=-1), (-1, 1)),
+    "unsqueeze_squeeze": (lambda x: F.squeeze(x.unsqueeze(1) * 3, 1), (-1, 1)),
+    "flatten": (lambda x: x.reshape(3, 2, 2).flatten(1), (-1, 1)),
+    "softmax": (F.softmax, (-3, 3)),
+    "softmax_axis0": (lambda x: F.softmax(x, 0), (-3, 3)),
+    "dropout": (lambda x: (npgen.manual_seed(3), F.dropout(x, 0.3))[1], (-1, 1)),
 }
 
 
@@ -45,6 +69,14 @@ def test_unary_op_backward_matches_finite_differences(device, name):
     fn, (low, high) = UNARY[name]
     x = make(device, (3, 4), low, high)
     assert npgen.gradcheck(fn, [x])
+
+
+def test_relu_and_leaky_relu_gradients_at_exactly_zero_are_pytorchs(device):
+    """At the kink PyTorch takes the left side: ReLU′(0) = 0, LeakyReLU′(0) = the slope."""
+    for fn, expected in [(F.relu, 0.0), (lambda t: F.leaky_relu(t, 0.2), 0.2), (nn.LeakyReLU(0.3), 0.3)]:
+        x = npgen.Tensor(backend.move(np.array([0.0, -0.5, 0.5]), device), requires_grad=True)
+        fn(x).sum().backward()
+        np.testing.assert_allclose(backend.to_numpy(x.grad), [expected, expected, 1.0], rtol=1e-12)
 
 
 def test_relu_family_gradients_away_from_the_kink(device):
@@ -72,7 +104,11 @@ def test_reflected_operators_with_python_numbers(device):
     assert npgen.gradcheck(lambda t: 2.0 - t + 3.0 * t / 4.0 + 1.0 / t, [x])
 
 
-@pytest.mark.parametrize("shapes", [((3, 4), (4, 5)), ((4,), (4, 5)), ((3, 4), (4,)), ((2, 3, 4), (4, 2))], ids=str)
+@pytest.mark.parametrize(
+    "shapes",
+    [((3, 4), (4, 5)), ((4,), (4, 5)), ((3, 4), (4,)), ((2, 3, 4), (4, 2)), ((2, 1, 3, 4), (5, 4, 2))],
+    ids=str,
+)
 def test_matmul_gradients(device, shapes):
     a, b = make(device, shapes[0], seed=1), make(device, shapes[1], seed=2)
     assert npgen.gradcheck(lambda x, y: x @ y, [a, b])
@@ -82,6 +118,68 @@ def test_linear_gradients_with_and_without_bias(device):
     x, w, b = make(device, (5, 3), seed=1), make(device, (4, 3), seed=2), make(device, (4,), seed=3)
     assert npgen.gradcheck(F.linear, [x, w, b])
     assert npgen.gradcheck(F.linear, [x, w])
+
+
+@pytest.mark.parametrize("shape", [(3,), (2, 5, 3)], ids=["one_vector", "batched"])
+def test_linear_gradients_on_a_vector_and_on_a_batch_of_batches(device, shape):
+    x, w, b = make(device, shape, seed=1), make(device, (4, 3), seed=2), make(device, (4,), seed=3)
+    assert npgen.gradcheck(F.linear, [x, w, b])
+
+
+def test_batch_norm_gradients_with_a_scale_and_shift_other_than_one_and_zero(device):
+    x = make(device, (6, 3), seed=1)
+    weight, bias = make(device, (3,), 0.5, 2.0, seed=2), make(device, (3,), seed=3)
+    stats = (backend.move(np.zeros(3), device), backend.move(np.ones(3), device))
+    assert npgen.gradcheck(lambda *t: F.batch_norm(t[0], *stats, t[1], t[2], training=True), [x, weight, bias])
+
+
+def test_binary_cross_entropy_gradients_with_a_broadcast_target_that_requires_grad(device):
+    logits, target = make(device, (3, 4), -3, 3, seed=1), make(device, (4,), 0, 1, seed=2)
+    assert npgen.gradcheck(F.binary_cross_entropy_with_logits, [logits, target])
+
+
+def test_maximum_gradients_of_two_tensors_and_a_tie_shared_evenly(device):
+    a, b = make(device, (3, 4), seed=1), make(device, (4,), seed=2)
+    assert npgen.gradcheck(F.maximum, [a, b])
+    assert npgen.gradcheck(F.minimum, [a, b])
+    a = npgen.Tensor(backend.move(np.array([1.0, 2.0, 2.0]), device), requires_grad=True)
+    b = npgen.Tensor(backend.move(np.array([1.0, 3.0, 1.0]), device), requires_grad=True)
+    F.maximum(a, b).sum().backward()
+    np.testing.assert_array_equal(backend.to_numpy(a.grad), [0.5, 0.0, 1.0])
+    np.testing.assert_array_equal(backend.to_numpy(b.grad), [0.5, 1.0, 0.0])
+
+
+def test_amax_shares_a_tie_and_clamp_and_abs_have_pytorchs_gradients_at_their_kinks(device):
+    x = npgen.Tensor(backend.move(np.array([[1.0, 3.0, 3.0], [0.0, -1.0, 2.0]]), device), requires_grad=True)
+    (x.max(axis=1) * backend.move(np.array([2.0, 1.0]), device)).sum().backward()
+    np.testing.assert_array_equal(backend.to_numpy(x.grad), [[0.0, 1.0, 1.0], [0.0, 0.0, 1.0]])
+    x = npgen.Tensor(backend.move(np.array([-1.0, 0.0, 0.5, 1.0, 2.0]), device), requires_grad=True)
+    (x.clamp(0.0, 1.0) + x.abs()).sum().backward()  # clamp: 1 on [min, max], ends included; abs: sign(x), 0 at 0
+    np.testing.assert_array_equal(backend.to_numpy(x.grad), [-1.0, 1.0, 2.0, 2.0, 1.0])
+
+
+def test_where_takes_each_value_from_one_branch_so_an_infinite_other_branch_gives_no_nan(device):
+    """cond·a + (1 − cond)·b would give 0·∞ = NaN where b is infinite and not taken."""
+    x = npgen.Tensor(backend.move(np.array([0.0, 4.0]), device), requires_grad=True)
+    b = npgen.Tensor(backend.move(np.array([np.inf, -np.inf]), device), requires_grad=True)
+    y = F.where(x > 1, x, b)
+    np.testing.assert_array_equal(backend.to_numpy(y.data), [np.inf, 4.0])
+    y.sum().backward()
+    np.testing.assert_array_equal(backend.to_numpy(x.grad), [0.0, 1.0])
+    np.testing.assert_array_equal(backend.to_numpy(b.grad), [1.0, 0.0])
+
+
+def test_dropout_zeroes_about_p_scales_the_rest_and_is_the_identity_in_evaluation(device):
+    x = npgen.Tensor(backend.move(np.ones((200, 50)), device), requires_grad=True)
+    y = F.dropout(x, 0.3)
+    values = backend.to_numpy(y.data)
+    assert set(np.unique(values)) == {0.0, 1 / 0.7}
+    assert abs((values == 0).mean() - 0.3) < 0.02
+    y.sum().backward()
+    np.testing.assert_array_equal(backend.to_numpy(x.grad), values)  # ∂y/∂x is the mask itself
+    layer = nn.Dropout(0.3).eval()
+    assert layer(x) is x and F.dropout(x, 0.3, training=False) is x
+    np.testing.assert_array_equal(backend.to_numpy(F.dropout(x, 1.0).data), np.zeros((200, 50)))
 
 
 def test_concatenate_gradients(device):

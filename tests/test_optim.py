@@ -186,3 +186,40 @@ def test_cosine_annealing_runs_from_the_peak_rate_to_zero_and_refuses_steps_outs
             optim.cosine_annealing(1e-3, step, 100)
     with pytest.raises(ValueError, match="total ≥ 1"):
         optim.cosine_annealing(1e-3, 0, 0)  # a schedule of no steps
+
+
+def test_sgd_weight_decay_adds_decay_times_the_weight_to_the_gradient():
+    p = npgen.tensor(np.array([1.0, -2.0]), requires_grad=True)
+    p.grad = np.array([0.5, 0.5])
+    optim.SGD([p], lr=0.1, weight_decay=0.2).step()  # p − lr·(g + λp)
+    np.testing.assert_allclose(p.data, [1.0 - 0.1 * (0.5 + 0.2), -2.0 - 0.1 * (0.5 - 0.4)], rtol=1e-12)
+
+
+def test_clip_grad_norm_adds_its_epsilon_to_the_norm():
+    """With a norm of 2e-6 the 1e-6 in max_norm / (norm + 1e-6) changes the factor by a third."""
+    p = npgen.tensor(np.zeros(2), requires_grad=True)
+    p.grad = np.array([0.0, 2e-6])
+    assert optim.clip_grad_norm([p], 1e-6) == pytest.approx(2e-6, rel=1e-12)
+    np.testing.assert_allclose(p.grad, [0.0, 2e-6 * 1e-6 / 3e-6], rtol=1e-12)
+
+
+def test_clip_grad_norm_of_a_nan_gradient_makes_every_gradient_nan():
+    p, q = npgen.tensor(np.zeros(2), requires_grad=True), npgen.tensor(np.zeros(1), requires_grad=True)
+    p.grad, q.grad = np.array([np.nan, 1.0]), np.array([1.0])
+    assert np.isnan(optim.clip_grad_norm([p, q], 1.0))
+    assert np.isnan(p.grad).all() and np.isnan(q.grad).all()
+
+
+@pytest.mark.parametrize("eps", [1e-3, 0.5])
+def test_the_fast_adam_with_a_large_eps_gives_the_plain_updates_numbers(eps):
+    rng = np.random.default_rng(0)
+    start, grads = rng.standard_normal(1000), [rng.standard_normal(1000) * 1e-3 for _ in range(3)]
+    params = [npgen.tensor(start.copy(), requires_grad=True) for _ in range(2)]
+    fast, plain = (optim.Adam([p], lr=0.01, eps=eps, fast=f) for p, f in zip(params, (True, False)))
+    for g in grads:
+        for p in params:
+            p.grad = g.copy()
+        fast.step(), plain.step()
+    np.testing.assert_allclose(params[0].data, params[1].data, rtol=1e-12, atol=1e-15)
+    moved = np.abs(params[1].data - start).max()
+    assert moved > 1e-4  # eps this large still lets Adam move, so the comparison means something

@@ -142,7 +142,11 @@ def test_the_metrics_command_names_what_is_wrong_with_a_samples_file(tmp_path, w
         (lambda: Flow(n_flows=0), ValueError, "n_flows ≥ 1"),
         (lambda: npgen.tensor("abc"), TypeError, "bools, integers or floats, got dtype <U3"),
         (lambda: npgen.tensor(None), TypeError, "got dtype object"),
-        (lambda: npgen.data.DataLoader(np.zeros(4), batch_size=2.5), ValueError, "batch_size must be positive"),
+        (
+            lambda: npgen.data.DataLoader(np.zeros(4), batch_size=2.5),
+            ValueError,
+            "batch_size must be a positive integer",
+        ),
         (lambda: optim.Adam(nn.Linear(2, 2).parameters(), betas=(0.9,)), ValueError, "two numbers"),
         (lambda: npgen.manual_seed(1.7), ValueError, "integer ≥ 0, got 1.7"),
         (lambda: npgen.manual_seed(-1), ValueError, "integer ≥ 0, got -1"),

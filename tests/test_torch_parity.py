@@ -120,6 +120,62 @@ CASES = {
         [(3, 4)],
         (-2, 2),
     ),
+    # integers select first, then index arrays (PyTorch's layout, not numpy's)
+    "index_integer_slice_array": (lambda x: x[0, :, [0, 1]], None, [(3, 4, 5)], (-2, 2)),
+    "index_none_integer_slice_array": (lambda x: x[None, 1, :, [1]], None, [(3, 4, 5)], (-2, 2)),
+    "index_array_none_integer": (lambda x: x[[0, 1], None, 2], None, [(3, 4, 5)], (-2, 2)),
+    "index_integer_array_slice": (lambda x: x[2, [3, 0, 3], 1:4], None, [(3, 4, 5)], (-2, 2)),
+    "index_ellipsis_integer_mask": (
+        lambda x: x[..., 1, np.array([True, False, True, False, True])],
+        lambda x: x[..., 1, torch.tensor([True, False, True, False, True])],
+        [(3, 4, 5)],
+        (-2, 2),
+    ),
+    # choosing elements and reshaping (kinks and ties: test_kinks_and_ties_match_pytorch)
+    "abs": (F.abs, torch.abs, [(3, 4)], (-2, 2)),
+    "abs_method": (lambda x: abs(x), None, [(3, 4)], (-2, 2)),
+    "clamp": (lambda x: F.clamp(x, -0.5, 0.7), lambda x: torch.clamp(x, -0.5, 0.7), [(3, 4)], (-2, 2)),
+    "clamp_max_only": (lambda x: x.clamp(max=0.3), None, [(3, 4)], (-2, 2)),
+    "maximum": (F.maximum, torch.maximum, [(3, 4), (4,)], (-2, 2)),
+    "minimum": (F.minimum, torch.minimum, [(3, 4), (3, 1)], (-2, 2)),
+    "where": (
+        lambda a, b: F.where(a > b, a, b * 2),
+        lambda a, b: torch.where(a > b, a, b * 2),
+        [(3, 4), (4,)],
+        (-2, 2),
+    ),
+    "amax_axis": (lambda x: x.max(axis=1), lambda x: torch.amax(x, 1), [(3, 4)], (-2, 2)),
+    "amax_all": (lambda x: x.max(), lambda x: x.max(), [(3, 4)], (-2, 2)),
+    "amin_negative_axis_keepdims": (
+        lambda x: x.min(axis=-1, keepdims=True),
+        lambda x: torch.amin(x, -1, keepdim=True),
+        [(2, 3, 4)],
+        (-2, 2),
+    ),
+    "F_amin_axes": (lambda x: F.amin(x, axis=(0, 2)), lambda x: torch.amin(x, (0, 2)), [(2, 3, 4)], (-2, 2)),
+    "stack": (lambda a, b: F.stack([a, b], axis=1), lambda a, b: torch.stack([a, b], 1), [(3, 4), (3, 4)], (-2, 2)),
+    "stack_negative_axis": (
+        lambda a, b: F.stack([a, b], axis=-1),
+        lambda a, b: torch.stack([a, b], -1),
+        [(3, 4), (3, 4)],
+        (-2, 2),
+    ),
+    "unsqueeze": (lambda x: x.unsqueeze(-2), None, [(3, 4)], (-2, 2)),
+    "squeeze_all": (lambda x: x.squeeze(), None, [(3, 1, 4, 1)], (-2, 2)),
+    "squeeze_axis": (lambda x: x.squeeze(1), None, [(3, 1, 4)], (-2, 2)),
+    "squeeze_axis_not_one": (lambda x: x.squeeze(0), None, [(3, 1, 4)], (-2, 2)),
+    "flatten": (lambda x: x.flatten(1), None, [(2, 3, 4)], (-2, 2)),
+    "flatten_all": (lambda x: x.flatten(), None, [(2, 3, 4)], (-2, 2)),
+    "softmax": (F.softmax, lambda x: TF.softmax(x, -1), [(3, 4)], (-3, 3)),
+    "softmax_axis0": (lambda x: F.softmax(x, 0), lambda x: TF.softmax(x, 0), [(3, 4)], (-3, 3)),
+    "dropout_evaluation": (
+        lambda x: F.dropout(x, 0.5, training=False),
+        lambda x: TF.dropout(x, 0.5, training=False),
+        [(3, 4)],
+        (-2, 2),
+    ),
+    "dropout_p0": (lambda x: F.dropout(x, 0.0), lambda x: TF.dropout(x, 0.0), [(3, 4)], (-2, 2)),
+    "dropout_p1": (lambda x: F.dropout(x, 1.0), lambda x: TF.dropout(x, 1.0), [(3, 4)], (-2, 2)),
     # elementwise functions (values kept off the kinks of relu and leaky_relu)
     "exp": (F.exp, torch.exp, [(3, 4)], (-2, 2)),
     "log": (F.log, torch.log, [(3, 4)], (0.5, 3)),
@@ -482,10 +538,12 @@ def test_optimizer_steps_match_pytorch(name):
 
 def test_comparisons_match_pytorch():
     a, b = np.array([[1.0, -2.0], [0.5, 3.0]]), np.array([0.5, 0.0])
-    for op in (lambda u, v: u < v, lambda u, v: u > v, lambda u, v: u > 0.7):
+    ops = [lambda u, v: u < v, lambda u, v: u > v, lambda u, v: u > 0.7, lambda u, v: u <= v, lambda u, v: u >= v]
+    ops += [lambda u, v: u == v, lambda u, v: u != v, lambda u, v: u == 0.5, lambda u, v: u != 3]
+    for op in ops:
         ours, theirs = op(npgen.tensor(a), npgen.tensor(b)), op(torch.tensor(a), torch.tensor(b))
         assert ours.dtype == np.bool_
-        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+        np.testing.assert_array_equal(ours.numpy(), theirs.detach().numpy())
 
 
 def test_cosine_annealing_gives_pytorchs_cosine_annealing_lr_rates():
@@ -498,3 +556,84 @@ def test_cosine_annealing_gives_pytorchs_cosine_annealing_lr_rates():
         )
         opt.step()
         schedule.step()
+
+
+KINKS_AND_TIES = {
+    "relu_at_zero": (F.relu, torch.relu, [np.array([0.0, -1.0, 1.0])]),
+    "leaky_relu_at_zero": (
+        lambda x: F.leaky_relu(x, 0.2),
+        lambda x: TF.leaky_relu(x, 0.2),
+        [np.array([0.0, -1.0, 1.0])],
+    ),
+    "abs_at_zero": (F.abs, torch.abs, [np.array([0.0, -1.0, 1.0])]),
+    "clamp_at_its_ends": (
+        lambda x: x.clamp(0.0, 1.0),
+        lambda x: x.clamp(0.0, 1.0),
+        [np.array([-1.0, 0.0, 0.5, 1.0, 2.0])],
+    ),
+    "maximum_ties": (F.maximum, torch.maximum, [np.array([1.0, 2.0, 2.0]), np.array([1.0, 3.0, 1.0])]),
+    "minimum_ties": (F.minimum, torch.minimum, [np.array([1.0, 2.0, 2.0]), np.array([1.0, 3.0, 1.0])]),
+    "amax_ties": (lambda x: x.max(axis=1), lambda x: torch.amax(x, 1), [np.array([[3.0, 1.0, 3.0], [2.0, 2.0, 2.0]])]),
+    "amin_ties_all": (lambda x: x.min(), lambda x: x.min(), [np.array([[1.0, 1.0], [2.0, 1.0]])]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(KINKS_AND_TIES))
+def test_kinks_and_ties_match_pytorch(name):
+    """Where a derivative is not defined, the one PyTorch picks: the left side at a kink, a tie shared evenly."""
+    npgen_fn, torch_fn, arrays = KINKS_AND_TIES[name]
+    (ys, grads), (ts, torch_grads) = run_both(npgen_fn, torch_fn, arrays)
+    _compare(name, ys[0], ts[0], np.float64)
+    for k, (g, t) in enumerate(zip(grads, torch_grads)):
+        _compare(f"{name} gradient of input {k}", g, t, np.float64)
+
+
+INF = np.inf
+EDGES = {
+    "logsumexp_infinite_rows": (
+        lambda x: F.logsumexp(x, axis=1),
+        lambda x: torch.logsumexp(x, 1),
+        np.array([[-INF, -INF], [1.0, INF], [INF, INF], [-INF, 1.0]]),
+    ),
+    "logsumexp_empty_axis": (lambda x: F.logsumexp(x, axis=1), lambda x: torch.logsumexp(x, 1), np.zeros((2, 0))),
+    "log_softmax_infinite_rows": (
+        F.log_softmax,
+        lambda x: TF.log_softmax(x, -1),
+        np.array([[-INF, -INF], [1.0, INF], [-INF, 1.0]]),
+    ),
+    "log_softmax_empty_axis": (F.log_softmax, lambda x: TF.log_softmax(x, -1), np.zeros((2, 0))),
+    "softmax_infinite_rows": (F.softmax, lambda x: TF.softmax(x, -1), np.array([[-INF, 1.0], [1.0, INF]])),
+    "cross_entropy_infinite_rows": (
+        lambda x: F.cross_entropy(x, np.array([0, 1, 1]), reduction="none"),
+        lambda x: TF.cross_entropy(x, torch.tensor([0, 1, 1]), reduction="none"),
+        np.array([[-INF, -INF], [1.0, INF], [-INF, 1.0]]),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EDGES))
+def test_normalised_exponentials_at_infinities_and_on_empty_axes_match_pytorch(name):
+    npgen_fn, torch_fn, array = EDGES[name]
+    ours, theirs = npgen.tensor(array, requires_grad=True), torch.tensor(array, requires_grad=True)
+    y, t = npgen_fn(ours), torch_fn(theirs)
+    np.testing.assert_array_equal(y.numpy(), t.detach().numpy())
+    upstream = np.ones(y.shape)
+    y.backward(upstream)
+    t.backward(torch.tensor(upstream))
+    np.testing.assert_array_equal(ours.grad, theirs.grad.numpy())
+
+
+def test_an_op_with_a_pytorch_tensor_is_a_type_error_that_says_how_to_convert_it():
+    with pytest.raises(TypeError, match=r"got a torch.Tensor \(convert a PyTorch tensor with .numpy\(\)\)"):
+        npgen.tensor([1.0]) + torch.ones(1)
+
+
+def test_an_in_place_change_of_a_leaf_that_requires_grad_is_refused_as_in_pytorch():
+    ours, theirs = npgen.tensor([1.0], requires_grad=True), torch.tensor([1.0], requires_grad=True)
+    for p in (ours, theirs):
+        with pytest.raises(RuntimeError, match="leaf"):
+            p -= 0.1
+    with npgen.no_grad(), torch.no_grad():
+        ours -= 0.1
+        theirs -= 0.1
+    np.testing.assert_array_equal(ours.numpy(), theirs.detach().numpy())

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import backend
+from .. import backend, checks
 from .. import functional as F
 from ..core import Tensor, no_grad
 from ..nn import Linear, Module, ReLU, Sequential
@@ -206,8 +206,17 @@ class Flow(Module):
 
         ``z`` (n, D) standard normal noise may be given; it is scaled by the temperature.
         """
+        checks.number("Flow.sample", "temperature", temperature, checks.NONNEGATIVE)
         weight = self.couplings[0].net[0].weight
-        z = backend.backend_of(weight.data).rng.normal((n, self.dim), weight.dtype) if z is None else z
+        if z is not None and tuple(z.shape) != (n, self.dim):
+            raise ValueError(f"Flow.sample: z must have shape (n, D) = {(n, self.dim)}, got {tuple(z.shape)}")
+        z = (
+            backend.backend_of(weight.data).rng.normal((n, self.dim), weight.dtype)
+            if z is None
+            else z.data
+            if isinstance(z, Tensor)
+            else z
+        )
         z = z * temperature
         with no_grad():
             y, _ = self.inverse(Tensor(z))

@@ -114,7 +114,20 @@ def train_step(
     """One discriminator update, then one generator update, on a batch of real images in [−1, 1].
 
     The fake batch is generated once and serves both steps (as in PyTorch's DCGAN example).
+    Integer pixels (0..255) are refused, and so are host pixels outside [−1, 1]; on a GPU the range
+    is not read back, which would stall every step.
     """
+    if real.dtype.kind != "f":
+        raise TypeError(f"the GAN trains on pixels scaled to [-1, 1], got {real.dtype} pixels: use x / 127.5 - 1")
+    if (
+        backend.backend_of(real.data).name == "numpy"
+        and len(real)
+        and not -1 <= real.data.min() <= real.data.max() <= 1
+    ):
+        raise ValueError(
+            f"the GAN trains on pixels in [-1, 1] (its generator ends in tanh), got values in "
+            f"[{real.data.min()}, {real.data.max()}]: use x * 2 - 1 for pixels in [0, 1]"
+        )
     fake = generator(generator.sample_latent(len(real)))
     stats = discriminator_step(discriminator, opt_d, real, fake)
     stats["loss_g"] = generator_step(discriminator, opt_g, fake, saturating)

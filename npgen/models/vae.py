@@ -60,6 +60,8 @@ class VAE(Module):
         """Per-image reconstruction loss −log p(x|z) (one sample) and KL(q(z|x) ‖ p(z)), in nats."""
         if x.dtype.kind != "f":  # raw uint8 pixels would be read as Bernoulli targets of 0..255
             raise TypeError(f"the VAE models binary images (0/1 floats), got {x.dtype} pixels: use npgen.data.binarize")
+        if x.ndim != 2 or x.shape[1] != self.x_dim:
+            raise ValueError(f"the VAE takes a batch of shape (N, {self.x_dim}), got {x.shape} (one image: x[None])")
         mu, logvar = self.encode(x)
         logits = self.decode(self.reparameterize(mu, logvar, eps))
         reconstruction = F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(axis=1)
