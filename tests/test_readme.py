@@ -30,3 +30,18 @@ def test_the_custom_function_example_passes_gradcheck():
         namespace,
     )
     assert namespace["result"] is True
+
+
+def test_the_own_training_loop_example_keeps_the_parameters_and_lowers_the_loss():
+    setup = next(b for b in BLOCKS if "manual_seed(0)" in b)
+    loop = next(b for b in BLOCKS if "p -= 0.1 * p.grad" in b)
+    namespace: dict = {}
+    with contextlib.redirect_stdout(io.StringIO()):
+        exec(compile(setup.replace("range(300)", "range(1)"), "README.md", "exec"), namespace)
+    parameters = namespace["model"].parameters()
+    losses = []
+    for _ in range(50):
+        exec(compile(loop, "README.md", "exec"), namespace)
+        losses.append(namespace["loss"].item())
+    assert losses[-1] < 0.9 * losses[0]
+    assert all(p is q for p, q in zip(namespace["model"].parameters(), parameters))
