@@ -75,7 +75,7 @@ def mutants(path: str) -> list[tuple[str, str]]:
             if tok.string == "-" and previous in "(,=[" + "*/+-":  # a unary minus: drop it
                 replacements.append("")
         elif tok.type == tokenize.NUMBER:
-            replacements.append(repr(float(tok.string) + 1) if "." in tok.string else str(int(tok.string) + 1))
+            replacements.append(repr(ast.literal_eval(tok.string) + 1))
         elif tok.type == tokenize.NAME and tok.string == "T" and tokens[i - 1].string == ".":
             replacements.append("")  # with the dot removed below
         for new in replacements:
@@ -114,7 +114,7 @@ def main() -> None:
     work = [(path, *m) for path in ([args.only] if args.only else TARGETS) for m in mutants(path)]
     print(f"{len(work)} mutants", flush=True)
     copies = []
-    for j in range(args.jobs):
+    for _ in range(args.jobs):
         copy = Path(tempfile.mkdtemp()) / "npgen"
         shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(".git", ".venv", "runs", "__pycache__"))
         copies.append(copy)
