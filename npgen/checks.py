@@ -62,6 +62,27 @@ def tensor_list(owner: str, params: Any) -> list:
     return params
 
 
+def matmul_shapes(a: tuple, b: tuple) -> None:
+    """a @ b needs a's last axis to match b's second to last (its only one, for a vector) and batch axes that
+    broadcast; a ValueError naming both shapes otherwise."""
+    try:
+        fits = bool(a) and bool(b) and a[-1] == b[-2 if len(b) > 1 else 0]
+        fits = fits and np.broadcast_shapes(a[:-2], b[:-2]) is not None
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ValueError(f"matmul: shapes {a} and {b} cannot be multiplied")
+
+
+def linear_shapes(x: tuple, weight: tuple) -> None:
+    """x Wᵀ needs a weight (out_features, in_features) and an input whose last axis has in_features."""
+    if not x or len(weight) != 2 or x[-1] != weight[1]:
+        raise ValueError(
+            f"linear: input of shape {x} does not fit weight of shape {weight} "
+            f"(a weight is (out_features, in_features); in_features={weight[-1]} is the input's last axis)"
+        )
+
+
 def in_place(target: Any, other: Any, symbol: str, result_dtype: Any, grad_enabled: bool) -> None:
     """Refuse ``target symbol other`` (+=, -=, *=, /=) where PyTorch would: a change autograd cannot see or needs
     undone, a result of a higher category than the tensor's dtype, or a shape that broadcasting would change."""

@@ -244,8 +244,14 @@ Tensor.__rtruediv__ = lambda self, other: Div()(other, self)
 Tensor.__neg__ = lambda self: Neg()(self)
 Tensor.__pow__ = lambda self, other: Pow()(self, other)
 Tensor.__rpow__ = lambda self, other: Pow()(other, self)
-Tensor.__matmul__ = lambda self, other: MatMul()(self, other)
-Tensor.__rmatmul__ = lambda self, other: MatMul()(other, self)
+Tensor.__matmul__ = lambda self, other: _matmul(self, other)
+Tensor.__rmatmul__ = lambda self, other: _matmul(other, self)
+
+
+def _matmul(a: Any, b: Any) -> Tensor:
+    """a @ b, the shapes checked first: numpy's mismatch message names a gufunc signature, not the shapes."""
+    checks.matmul_shapes(tuple(getattr(a, "shape", ())), tuple(getattr(b, "shape", ())))
+    return MatMul()(a, b)
 
 
 def _comparison(compare: Callable[[Any, Any], Any]) -> Callable[[Tensor, Any], Any]:
@@ -600,10 +606,7 @@ class MatMul(Function):
 
     def forward(self, a, b):
         self.save_for_backward(a, b)
-        try:
-            return a @ b
-        except ValueError as error:  # numpy's message names a gufunc signature, not the two shapes
-            raise ValueError(f"matmul: shapes {a.shape} and {b.shape} cannot be multiplied") from error
+        return a @ b
 
     def backward(self, g):
         a, b = self.saved

@@ -325,11 +325,6 @@ class Linear(FloatFunction):
     """
 
     def forward(self, x, weight, bias=None):
-        if x.ndim == 0 or weight.ndim != 2 or x.shape[-1] != weight.shape[1]:
-            raise ValueError(
-                f"linear: input of shape {x.shape} does not fit weight of shape {weight.shape} "
-                f"(a weight is (out_features, in_features); in_features={weight.shape[-1]} is the input's last axis)"
-            )
         self.save_for_backward(x, weight)
         y = x @ weight.T
         if bias is not None:
@@ -353,6 +348,7 @@ def matmul(a: Tensor, b: Tensor) -> Tensor:
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """x Wᵀ + b, the affine map of a Linear layer, as one op."""
+    checks.linear_shapes(x.shape, weight.shape)
     return Linear()(x, weight) if bias is None else Linear()(x, weight, bias)
 
 

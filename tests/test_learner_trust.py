@@ -436,6 +436,12 @@ def test_the_gan_step_refuses_pixels_outside_minus_one_to_one(pixels, error, mes
         (lambda: F.where(npgen.tensor([1.0]), 1.0, npgen.tensor([0.0])), TypeError, "condition must be a bool"),
         (lambda: F.amax(npgen.tensor(np.zeros((2, 0))), axis=1), ValueError, r"empty axis \(axis=1\).*\(2, 0\)"),
         (lambda: F.unsqueeze(npgen.tensor([1.0]), 3), IndexError, r"axis 3 is out of range .*\(1,\)"),
+        (lambda: npgen.tensor(np.ones((2, 3))) @ np.ones((2, 3)), ValueError, r"matmul: shapes \(2, 3\) and \(2, 3\)"),
+        (
+            lambda: nn.Linear(3, 2)(npgen.tensor(np.ones((4, 2)))),
+            ValueError,
+            r"linear: input of shape \(4, 2\) does not fit",
+        ),
     ],
 )
 def test_common_mistakes_get_a_message_that_names_them(mistake, error, message):
