@@ -111,6 +111,7 @@ def main() -> None:
         sys.exit("PyTorch is installed: the parity tests would catch mutants that the torch-free suite misses")
     except ImportError:
         pass
+    originals = {path: (ROOT / path).read_text(encoding="utf-8") for path in TARGETS}
     work = [(path, *m) for path in ([args.only] if args.only else TARGETS) for m in mutants(path)]
     print(f"{len(work)} mutants", flush=True)
     copies = []
@@ -126,7 +127,7 @@ def main() -> None:
             quick = [*QUICK, "-k", "not fake and not cupy"]  # one device first: most mutants fail at once
             alive = not killed(copy, path, mutated, quick) and not killed(copy, path, mutated, ["tests"])
         finally:
-            shutil.copy(ROOT / path, copy / path)
+            (copy / path).write_text(originals[path], encoding="utf-8")  # the project as it was at the start
         print(("SURVIVED " if alive else "killed   ") + description, flush=True)
         return description if alive else None
 
