@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from . import backend, checkpoint, data, functional, nn, optim, runs, viz
+from . import backend, checkpoint, data, functional, nn, ops, optim, runs, viz
 from . import functional as F
 from .backend import get_array_module, manual_seed, use_backend
 from .core import Function, Tensor, is_grad_enabled, no_grad, tensor
@@ -61,6 +61,7 @@ __all__ = [
     "nn",
     "no_grad",
     "ones",
+    "ops",
     "optim",
     "rand",
     "randn",

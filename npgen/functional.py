@@ -17,7 +17,8 @@ import numpy as np
 
 from . import backend, checks
 from .backend import get_array_module
-from .core import FloatFunction, Function, Tensor, result_type, unbroadcast
+from .core import FloatFunction, Function, Tensor, result_type
+from .ops import unbroadcast
 
 # --- elementwise ---------------------------------------------------------------------
 
