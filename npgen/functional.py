@@ -1,9 +1,15 @@
-"""Primitive ops (imported as ``F``): each forward sits next to its vector-Jacobian product.
+"""The ops called as functions (imported as ``F``): each forward sits next to its vector-Jacobian product.
 
 Notation in the docstrings: x is the input, y the output, g = ∂L/∂y the upstream
 gradient, and each backward returns ∂L/∂x = gᵀ ∂y/∂x. Ops that would overflow
 (exp of a large logit, log of a tiny probability) are written in stable forms:
 softplus(x) = max(x, 0) + log(1 + e^−|x|) never exponentiates a positive number.
+
+Plain first, fused second: where one op does the work of several (Linear, BatchNorm,
+LogSoftmax, the losses, LeakyReLU, where, maximum, amax), its plain version, composed of
+other ops so that it needs no VJP of its own, comes directly above it (``*_plain``); the
+fused op says in one line why it exists, and a test proves the two equal in values and
+gradients.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import numpy as np
 
 from . import backend, checks
 from .backend import get_array_module
-from .core import FloatFunction, Function, Tensor, result_type
+from .core import FloatFunction, Function, Tensor
 from .ops import unbroadcast
 
 # --- elementwise ---------------------------------------------------------------------
@@ -107,16 +113,23 @@ class ReLU(Function):
         return g * self.saved[0]
 
 
+def leaky_relu_plain(x: Tensor, negative_slope: float = 0.01) -> Tensor:
+    """x where x > 0, else a·x: a where, the plain form of LeakyReLU below."""
+    return where(x > 0, x, x * negative_slope)
+
+
 class LeakyReLU(FloatFunction):
-    """y = x·slope(x) with slope 1 where x > 0, a elsewhere; ∂L/∂x = g·slope(x)."""
+    """y = x·slope(x) with slope 1 where x > 0, a elsewhere; ∂L/∂x = g·slope(x).
+
+    Fused for speed: one multiply by a slope array, which also serves backward as it is.
+    """
 
     def __init__(self, negative_slope: float):
         self.a = negative_slope
         self.label = f"LeakyReLU({negative_slope})"  # its name in a graph drawing
 
     def forward(self, x):
-        # Arithmetic on a float slope, not xp.where: numpy's where branches per element and is
-        # ~50x slower than a multiply on random signs; the slope also serves backward as is.
+        # a float slope, not xp.where: numpy's where branches per element, ~50x slower on random signs
         slope = (x > 0).astype(x.dtype) * (1 - self.a) + self.a
         self.save_for_backward(slope)
         return x * slope
@@ -196,11 +209,17 @@ def log_sigmoid(x: Tensor) -> Tensor:
 # --- choosing elements: where, clamp, abs, maximum, max over an axis ----------------
 
 
+def where_plain(condition: Any, a: Tensor, b: Tensor | float) -> Tensor:
+    """c·a + (1 − c)·b with c the condition as 0/1: right only where both branches are finite."""
+    c = _as_condition(condition).astype(a.dtype)
+    return a * c + b * (1 - c)
+
+
 class Where(Function):
     """y = a where the condition holds, else b; ∂L/∂a = g·[cond], ∂L/∂b = g·[¬cond], each summed to its shape.
 
-    A primitive: cond·a + (1 − cond)·b would give NaN wherever the branch not taken is infinite
-    (0·∞), and keeping such values out of a result is what where is for.
+    A primitive, for correctness: the plain form gives NaN wherever the branch not taken is
+    infinite (0·∞), and keeping such values out of a result is what where is for.
     """
 
     def __init__(self, condition: Any):
@@ -218,10 +237,15 @@ class Where(Function):
         return ga, gb
 
 
+def maximum_plain(a: Tensor, b: Tensor | float) -> Tensor:
+    """where(a > b, a, b): right away from ties."""
+    return where(a > b, a, b)
+
+
 class Maximum(Function):
     """y = max(a, b) elementwise; ∂L/∂a = g·([a > b] + ½[a = b]), ∂L/∂b = g·([b > a] + ½[a = b]).
 
-    A primitive: where(a > b, a, b) would give all of a tie's gradient to b (PyTorch splits it
+    A primitive, for ties: the plain form gives all of a tie's gradient to b (PyTorch splits it
     evenly), and b + relu(a − b) does not give a back exactly.
     """
 
@@ -238,11 +262,17 @@ class Maximum(Function):
         ) if need_b else None
 
 
+def amax_plain(x: Tensor, axis: int | tuple | None = None, keepdims: bool = False) -> Tensor:
+    """Σ x·[x = max x] over ``axis``, the mask a constant: right where the maximum is attained once."""
+    winners = x.data == x.data.max(axis=axis, keepdims=True)
+    return (x * winners).sum(axis=axis, keepdims=keepdims)
+
+
 class Max(Function):
     """y = max x over ``axis``; ∂L/∂x = g·[x = y]/k, shared by the k elements that attain the max.
 
-    A primitive: picking the maximum by its index would give a tie's gradient to one element
-    (PyTorch's amax shares it), and a masked sum divided by k rounds.
+    A primitive, for ties: the plain form gives a tie the whole gradient at each of its elements
+    (PyTorch's amax shares it), and dividing its sum by k rounds.
     """
 
     def __init__(self, axis: int | tuple | None, keepdims: bool):
@@ -319,10 +349,16 @@ def amin(x: Tensor, axis: int | tuple | None = None, keepdims: bool = False) -> 
 # --- linear algebra and shapes -------------------------------------------------------
 
 
-class Linear(FloatFunction):
-    """y = x Wᵀ + b (W of shape (out, in), as in PyTorch).
+def linear_plain(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """x Wᵀ + b from a transpose, a matmul and an add."""
+    y = x @ weight.T
+    return y if bias is None else y + bias
 
-    ∂L/∂x = g W,  ∂L/∂W = gᵀ x,  ∂L/∂b = Σ_rows g.
+
+class Linear(FloatFunction):
+    """y = x Wᵀ + b (W of shape (out, in), as in PyTorch); ∂L/∂x = g W, ∂L/∂W = gᵀ x, ∂L/∂b = Σ_rows g.
+
+    Fused for memory and speed: one node, the bias added in place, and no weight gradient for a frozen layer.
     """
 
     def forward(self, x, weight, bias=None):
@@ -354,7 +390,7 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
 
 
 class Concatenate(Function):
-    """y = [x₁, x₂, …] along ``axis``; each xᵢ gets back its own slice of g."""
+    """y = [x₁, x₂, …] along ``axis``; ∂L/∂xᵢ = the slice of g where xᵢ sits."""
 
     def __init__(self, axis: int):
         self.axis = axis
@@ -369,7 +405,7 @@ class Concatenate(Function):
 
 
 class Split(Function):
-    """(y₁, y₂, …) = pieces of x along ``axis``; g of x is the pieces' gs put back together."""
+    """(y₁, y₂, …) = pieces of x along ``axis``; ∂L/∂x = [g₁, g₂, …] put back together."""
 
     def __init__(self, sections: int | Sequence[int], axis: int):
         self.sections, self.axis = sections, axis
@@ -426,20 +462,31 @@ def split(x: Tensor, indices_or_sections: int | Sequence[int], axis: int = 0) ->
 # --- batch normalisation --------------------------------------------------------------
 
 
+def batch_norm_plain(x: Tensor, weight: Tensor, bias: Tensor, eps: float = 1e-5) -> Tensor:
+    """γ·(x − μ)/√(σ² + ε) + β with the batch's mean μ and biased variance σ², from ten ops."""
+    centered = x - x.mean(axis=0)
+    var = (centered * centered).mean(axis=0)
+    return centered / sqrt(var + eps) * weight + bias
+
+
 class BatchNorm(FloatFunction):
     """y = γ·x̂ + β with x̂ = (x − μ)/√(σ² + ε), per feature, μ and σ² the batch's mean and biased variance.
 
-    μ and σ² come in as constants, but they are functions of x; the VJP accounts for that. With
-    x̂ and s = 1/√(σ² + ε), and ĝ = g·γ (means over the batch):
+    μ and σ² are functions of x, and the VJP accounts for that. With s = 1/√(σ² + ε) and
+    ĝ = g·γ (means over the batch):
     ∂L/∂x = s·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)),  ∂L/∂γ = Σ g·x̂,  ∂L/∂β = Σ g.
+
+    Fused for memory: one node saving x̂ where the plain form keeps a batch-sized array per op.
+    ``mean`` and ``var`` stay on the op after forward, for the running statistics.
     """
 
     def __init__(self, eps: float):
         self.eps = eps
 
-    def forward(self, x, weight, bias, mean, var):
-        inv_std = 1 / get_array_module(x).sqrt(var + self.eps)
-        x_hat = (x - mean) * inv_std
+    def forward(self, x, weight, bias):
+        self.mean, self.var = x.mean(axis=0), x.var(axis=0)
+        inv_std = 1 / get_array_module(x).sqrt(self.var + self.eps)
+        x_hat = (x - self.mean) * inv_std
         self.save_for_backward(x_hat, inv_std, weight)
         return x_hat * weight + bias
 
@@ -447,7 +494,7 @@ class BatchNorm(FloatFunction):
         x_hat, inv_std, weight = self.saved
         g_hat = g * weight
         gx = inv_std * (g_hat - g_hat.mean(axis=0) - x_hat * (g_hat * x_hat).mean(axis=0))
-        return gx, (g * x_hat).sum(axis=0), g.sum(axis=0), None, None
+        return gx, (g * x_hat).sum(axis=0), g.sum(axis=0)
 
 
 def batch_norm(
@@ -474,13 +521,12 @@ def batch_norm(
     n = x.shape[0]
     if n < 2:
         raise ValueError("batch_norm in training mode needs more than one sample per batch")
-    data = x.data.astype(result_type(x, weight, bias, float_only=True), copy=False)  # the op's own dtype
-    mean, var = data.mean(axis=0), data.var(axis=0)
-    y = BatchNorm(eps)(x, weight, bias, mean, var)
+    op = BatchNorm(eps)
+    y = op(x, weight, bias)
     running_mean *= 1 - momentum
-    running_mean += momentum * mean
+    running_mean += momentum * op.mean
     running_var *= 1 - momentum
-    running_var += (momentum * n / (n - 1)) * var
+    running_var += (momentum * n / (n - 1)) * op.var
     return y
 
 
@@ -520,8 +566,18 @@ def _log_softmax(x: Any, axis: int) -> Any:
         return shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
 
 
+def logsumexp_plain(x: Tensor, axis: int | None = None, keepdims: bool = False) -> Tensor:
+    """m + log Σ e^(x−m) from exp, sum and log, the shift m = max x a constant (it cancels in the gradient)."""
+    m = x.data.max(axis=axis, keepdims=True)
+    y = log(exp(x - m).sum(axis=axis, keepdims=True)) + m
+    return y if keepdims else y.sum(axis=axis)  # summing the kept axes of size 1 drops them
+
+
 class LogSumExp(FloatFunction):
-    """y = log Σᵢ e^xᵢ = m + log Σᵢ e^(xᵢ−m) with m = max x; ∂L/∂x = g·softmax(x) = g·e^(x−y)."""
+    """y = log Σᵢ e^xᵢ = m + log Σᵢ e^(xᵢ−m) with m = max x; ∂L/∂x = g·softmax(x) = g·e^(x−y).
+
+    Fused for memory and the edges: one node saving x and y, and PyTorch's values for rows of ±∞.
+    """
 
     def __init__(self, axis: int | None, keepdims: bool):
         self.axis, self.keepdims = axis, keepdims
@@ -537,8 +593,16 @@ class LogSumExp(FloatFunction):
         return g * get_array_module(x).exp(x - y)
 
 
+def log_softmax_plain(x: Tensor, axis: int = -1) -> Tensor:
+    """x − logsumexp(x) along ``axis``, from the plain logsumexp above."""
+    return x - logsumexp_plain(x, axis, keepdims=True)
+
+
 class LogSoftmax(FloatFunction):
-    """y = x − logsumexp(x); ∂L/∂x = g − softmax(x)·Σ g."""
+    """y = x − logsumexp(x); ∂L/∂x = g − softmax(x)·Σ g.
+
+    Fused for memory: one node saving y, where the plain form keeps four arrays of x's size.
+    """
 
     def __init__(self, axis: int):
         self.axis = axis
@@ -599,10 +663,15 @@ def _reduce(loss: Tensor, reduction: str) -> Tensor:
     raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
 
 
-class BCEWithLogits(FloatFunction):
-    """ℓ = −[t log σ(x) + (1−t) log(1−σ(x))] = softplus(x) − t·x.
+def binary_cross_entropy_with_logits_plain(logits: Tensor, target: Any) -> Tensor:
+    """−[t log σ(x) + (1−t) log(1−σ(x))] per element, with log(1 − σ(x)) = log σ(−x)."""
+    return -(log_sigmoid(logits) * target + log_sigmoid(-logits) * (1 - target))
 
-    ∂ℓ/∂x = σ(x) − t,  ∂ℓ/∂t = −x.
+
+class BCEWithLogits(FloatFunction):
+    """ℓ = −[t log σ(x) + (1−t) log(1−σ(x))] = softplus(x) − t·x; ∂L/∂x = g·(σ(x) − t), ∂L/∂t = −g·x.
+
+    Fused for speed: two elementwise passes where the plain form makes eight.
     """
 
     def forward(self, x, t):
@@ -634,11 +703,20 @@ def binary_cross_entropy_with_logits(logits: Tensor, target: Any, reduction: str
     return _reduce(BCEWithLogits()(logits, target), reduction)
 
 
+def cross_entropy_plain(logits: Tensor, labels: Any) -> Tensor:
+    """−log_softmax(x)[n, yₙ] per row: the plain log_softmax, then an index."""
+    rows = get_array_module(logits.data).arange(len(logits))
+    return -log_softmax_plain(logits)[rows, labels]
+
+
 class CrossEntropy(FloatFunction):
-    """ℓₙ = −log softmax(xₙ)[yₙ] for integer labels y; ∂ℓₙ/∂xₙ = softmax(xₙ) − onehot(yₙ)."""
+    """ℓₙ = −log softmax(xₙ)[yₙ] for integer labels y; ∂L/∂xₙ = gₙ·(softmax(xₙ) − onehot(yₙ)).
+
+    Fused for memory and speed: one node, its gradient written into the softmax it saved.
+    """
 
     def __init__(self, labels: Any):
-        self.labels = labels  # not an input: labels have no gradient and keep their integer dtype
+        self.labels = labels  # like an axis, a constant of the op: labels have no gradient and stay integers
 
     def forward(self, x):
         xp = get_array_module(x, self.labels)
@@ -664,15 +742,21 @@ def cross_entropy(logits: Tensor, labels: Any, reduction: str = "mean") -> Tenso
         raise ValueError(
             f"cross_entropy expects {logits.shape[0]} integer labels, got {labels.dtype} of shape {labels.shape}"
         )
-    if ((labels < 0) | (labels >= logits.shape[1])).any():  # a negative label would silently pick a class from the end
+    on_host = backend.backend_of(labels).name == "numpy"  # on a GPU the check would wait for the device every step
+    if on_host and ((labels < 0) | (labels >= logits.shape[1])).any():  # a negative label picks from the end
         raise ValueError(f"cross_entropy: labels must lie in 0..{logits.shape[1] - 1}")
     return _reduce(CrossEntropy(labels)(logits), reduction)
+
+
+def gaussian_kl_plain(mu: Tensor, logvar: Tensor) -> Tensor:
+    """½ Σ_d (μ² + e^logvar − 1 − logvar) per row, from six ops."""
+    return ((mu * mu + exp(logvar) - 1 - logvar) * 0.5).sum(axis=-1)
 
 
 class GaussianKL(FloatFunction):
     """KL(N(μ, σ²) ‖ N(0, I)) per row = ½ Σ_d (μ² + σ² − 1 − log σ²), with log σ² = ``logvar``.
 
-    ∂KL/∂μ = μ,  ∂KL/∂logvar = ½(σ² − 1).
+    ∂L/∂μ = g·μ,  ∂L/∂logvar = g·½(σ² − 1). Fused for speed and memory: one node instead of six.
     """
 
     def forward(self, mu, logvar):

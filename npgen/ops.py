@@ -27,13 +27,13 @@ def unbroadcast(grad: Any, shape: tuple) -> Any:
     if grad.shape == shape:
         return grad
     extra = grad.ndim - len(shape)
-    stretched = tuple(i + extra for i, n in enumerate(shape) if n == 1 and grad.shape[i + extra] != 1)
+    stretched = tuple(i + extra for i, n in enumerate(shape) if n == 1)  # summing an axis of 1 changes nothing
     grad = grad.sum(axis=tuple(range(extra)) + stretched, keepdims=True)
     return grad.reshape(shape)
 
 
 class Add(Function):
-    """y = a + b; ∂y/∂a = ∂y/∂b = 1."""
+    """y = a + b; ∂L/∂a = g, ∂L/∂b = g, each summed back to its operand's shape."""
 
     def forward(self, a, b):
         self.save_for_backward(a.shape, b.shape)
@@ -46,7 +46,7 @@ class Add(Function):
 
 
 class Sub(Function):
-    """y = a − b; ∂y/∂a = 1, ∂y/∂b = −1."""
+    """y = a − b; ∂L/∂a = g, ∂L/∂b = −g, each summed back to its operand's shape."""
 
     def forward(self, a, b):
         self.save_for_backward(a.shape, b.shape)
@@ -59,7 +59,7 @@ class Sub(Function):
 
 
 class Mul(Function):
-    """y = a ⊙ b; ∂y/∂a = b, ∂y/∂b = a."""
+    """y = a ⊙ b; ∂L/∂a = g·b, ∂L/∂b = g·a, each summed back to its operand's shape."""
 
     def forward(self, a, b):
         self.save_for_backward(a, b)
@@ -72,7 +72,7 @@ class Mul(Function):
 
 
 class Div(FloatFunction):
-    """y = a / b (true division, as in PyTorch: 1 / 2 is 0.5); ∂y/∂a = 1/b, ∂y/∂b = −a/b²."""
+    """y = a / b (true division, as in PyTorch: 1 / 2 is 0.5); ∂L/∂a = g/b, ∂L/∂b = −g·a/b²."""
 
     def forward(self, a, b):
         self.save_for_backward(a, b)
@@ -86,7 +86,7 @@ class Div(FloatFunction):
 
 
 class Neg(Function):
-    """y = −x."""
+    """y = −x; ∂L/∂x = −g."""
 
     def forward(self, x):
         return -x
@@ -139,7 +139,7 @@ class MatMul(Function):
 
 
 class Sum(Function):
-    """y = Σ x over ``axis``; each x reached y with weight 1, so g is broadcast back."""
+    """y = Σ x over ``axis``; ∂L/∂x = g broadcast back over the summed axes (each x reached y with weight 1)."""
 
     def __init__(self, axis: int | tuple | None, keepdims: bool):
         self.axis, self.keepdims = axis, keepdims
@@ -160,7 +160,7 @@ class Sum(Function):
 
 
 class Reshape(Function):
-    """y = x in a new shape; the gradient takes the old shape back."""
+    """y = x in a new shape; ∂L/∂x = g in x's shape."""
 
     def __init__(self, shape: tuple):
         self.shape = shape
@@ -174,7 +174,7 @@ class Reshape(Function):
 
 
 class Transpose(Function):
-    """y = x with permuted axes (non-negative, a permutation); the gradient is permuted back by the inverse."""
+    """y = x with its axes permuted (non-negative, a permutation); ∂L/∂x = g permuted back by the inverse."""
 
     def __init__(self, axes: tuple):
         self.axes = axes
@@ -187,7 +187,7 @@ class Transpose(Function):
 
 
 class GetItem(Function):
-    """y = x[index]; the gradient scatters g back into zeros, adding where an index repeats."""
+    """y = x[index]; ∂L/∂x = g scattered into zeros at ``index``, added where an index repeats."""
 
     def __init__(self, index: Any):
         self.index = tuple(_raw(i) for i in index) if isinstance(index, tuple) else _raw(index)

@@ -87,7 +87,14 @@ def test_relu_family_gradients_away_from_the_kink(device):
         assert npgen.gradcheck(fn, [x])
 
 
-BINARY_SHAPES = [((3, 4), (3, 4)), ((3, 4), (4,)), ((3, 1), (1, 4)), ((2, 3, 4), (3, 1)), ((3, 4), ())]
+BINARY_SHAPES = [
+    ((3, 4), (3, 4)),
+    ((3, 4), (4,)),
+    ((3, 1), (1, 4)),
+    ((2, 3, 4), (3, 1)),
+    ((3, 4), ()),
+    ((2, 2), (2, 1)),
+]
 
 
 @pytest.mark.parametrize("op", ["add", "sub", "mul", "div"])
