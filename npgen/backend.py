@@ -215,38 +215,6 @@ def to_numpy(array: Any) -> np.ndarray:
     return np.asarray(backend_of(array).to_host(array))
 
 
-_adam_kernel: Any = None
-
-# The fused Adam update as a cupy ElementwiseKernel: (input parameters, output parameters, body, name).
-# The body is optim.adam_update, element by element, with bc1 = 1 − β₁ᵗ and bc2 = 1 − β₂ᵗ.
-ADAM_KERNEL = (
-    "T g, T b1, T b2, T lr, T bc1, T bc2, T eps",
-    "T p, T m, T v",
-    """
-m = b1 * m + (1 - b1) * g;
-v = b2 * v + (1 - b2) * g * g;
-p -= lr * (m / bc1) / (sqrt(v / bc2) + eps);
-""",
-    "npgen_adam",
-)
-
-
-def fused_adam(array: Any) -> Callable | None:
-    """On cupy, one kernel doing Adam's whole update in one pass over memory; None elsewhere."""
-    global _adam_kernel
-    cupy_backend = _backends.get("cupy")
-    if cupy_backend is None or not isinstance(array, cupy_backend.array_type):
-        return None
-    if _adam_kernel is None:
-        _adam_kernel = cupy_backend.xp.ElementwiseKernel(*ADAM_KERNEL)
-
-    def update(g: Any, b1: float, b2: float, lr: float, bc1: float, bc2: float, eps: float, p: Any, m: Any, v: Any):
-        scalar = p.dtype.type
-        _adam_kernel(g, scalar(b1), scalar(b2), scalar(lr), scalar(bc1), scalar(bc2), scalar(eps), p, m, v)
-
-    return update
-
-
 def device_memory_mib() -> float | None:
     """MiB held by cupy's memory pool: its high-water mark, since the pool keeps freed blocks. None without cupy."""
     cupy_backend = _backends.get("cupy")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Callable
 
 from . import backend, checks
 from .core import Tensor
@@ -131,92 +131,10 @@ def adam_update(p: Any, g: Any, m: Any, v: Any, t: int, lr: float, betas: tuple[
     p -= lr * m_hat / (xp.sqrt(v_hat) + eps)
 
 
-class Adam(Optimizer):
-    """Adam with PyTorch's bias correction: ``adam_update`` on every parameter that has a gradient.
+# --- fast on the host: the same update in cache-sized chunks --------------------------------------
 
-    ``fast`` (the default) gets the same numbers another way: on a GPU one fused kernel per
-    parameter; on the host, cache-sized chunks with fewer passes over memory. ``fast=False``
-    runs ``adam_update`` as written.
-    """
-
-    def __init__(
-        self,
-        params: Iterable[Tensor],
-        lr: float = 1e-3,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: float = 0.0,
-        fast: bool = True,
-    ):
-        _check_hyperparameters(lr=lr, eps=eps, weight_decay=weight_decay)
-        if not isinstance(betas, (tuple, list)) or len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
-            raise ValueError(f"Adam's betas must be two numbers in [0, 1), got {betas!r}")
-        super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay})
-        self.fast = fast
-
-    def step(self) -> None:
-        """Update every parameter that has a gradient."""
-        for i, p, group in self._params():
-            state = self._state_for(i, p, ("exp_avg", "exp_avg_sq"))
-            state["step"] += 1
-            t, m, v = state["step"], state["exp_avg"], state["exp_avg_sq"]
-            g = p.grad if not group["weight_decay"] else p.grad + group["weight_decay"] * p.data
-            if not self.fast:
-                adam_update(p.data, g, m, v, t, group["lr"], group["betas"], group["eps"])
-                continue
-            (b1, b2), eps = group["betas"], group["eps"]
-            fused = backend.fused_adam(p.data)
-            if fused is not None:  # one pass over memory: a single GPU kernel
-                fused(g, b1, b2, group["lr"], 1 - b1**t, 1 - b2**t, eps, p.data, m, v)
-                continue
-            constants = (b1, b2, group["lr"] / (1 - b1**t), math.sqrt(1 - b2**t), eps)
-            for chunk in _chunks(p.data, g, m, v):
-                _adam_chunk(*chunk, constants)
-
-
-def cosine_annealing(peak: float, step: int, total_steps: int) -> float:
-    """The rate for ``step`` (0-based) of ``total_steps``, annealed from ``peak`` to 0: peak·½(1 + cos(π·step/total)).
-
-    The closed form of torch.optim.lr_scheduler.CosineAnnealingLR with eta_min = 0 and T_max =
-    total_steps. Big steps early, while far from a minimum; ever smaller ones towards the end,
-    where a constant rate would keep the weights jittering around it.
-    """
-    checks.number("cosine_annealing", "peak", peak, checks.NONNEGATIVE)
-    if not 0 <= step <= total_steps or total_steps < 1:
-        raise ValueError(f"cosine_annealing: step {step} is outside the schedule's 0..{total_steps} (total ≥ 1)")
-    return peak * 0.5 * (1 + math.cos(math.pi * step / total_steps))
-
-
-def clip_grad_norm(params: Iterable[Tensor], max_norm: float) -> float:
-    """Scale all gradients by one factor so their global L2 norm is at most ``max_norm``; return the norm before.
-
-    ‖g‖ = √(Σ_p Σ_i g_pi²); the factor is max_norm / (‖g‖ + 10⁻⁶) where that is below 1, as in
-    torch.nn.utils.clip_grad_norm_. One rare batch with a huge gradient would otherwise fill Adam's
-    moment estimates and push every parameter a full step along that batch's direction at once.
-    """
-    if not max_norm > 0:  # a negative bound would flip every gradient: ascent instead of descent
-        raise ValueError(f"max_norm must be positive, got {max_norm}")
-    grads = [p.grad for p in checks.tensor_list("clip_grad_norm", params) if p.grad is not None]
-    if not grads:
-        return 0.0
-    # vdot of the flattened gradient with itself: a BLAS dot, no squared temporary of the gradient's size;
-    # the sum stays on the device, so a GPU run waits for one read back, not one per parameter
-    squares = [backend.get_array_module(g).vdot(g.ravel(), g.ravel()) for g in grads]
-    norm = math.sqrt(float(sum(squares[1:], squares[0])))
-    factor = max_norm / (norm + 1e-6)
-    if not factor >= 1:  # also for a NaN norm, which then spreads to every gradient, as in PyTorch
-        for g in grads:
-            g *= factor
-    return norm
-
-
-# --- the fast host path: the same update in cache-sized chunks ----------------------------------
-
-# Elements per chunk: p, g, m, v and the scratch (1.25 MiB of float32) stay in a core's cache between
-# passes. Measured inside training steps (benchmarks/adam_chunks.py, table in RESULTS.md): 1 << 16
-# beats 1 << 18 (the flow's Adam 48 against 55 ms); 1 << 14 pays numpy's per-call cost too often.
-# The update runs on one core: right after backward, OpenBLAS's idle threads still spin on the
-# others, and a second Adam thread sharing a core with one of them gained nothing (2 cores).
+# Elements per chunk: p, g, m, v and the scratch (1.25 MiB of float32) stay in one core's cache between
+# passes; the best size inside training steps (benchmarks/adam_chunks.py; one core, see RESULTS.md).
 CHUNK = 1 << 16
 
 
@@ -272,3 +190,115 @@ def _scratch(xp: Any, shape: tuple, dtype: Any) -> Any:
     if buffer is None or buffer.size < size:
         buffer = _scratch_buffers[key] = xp.empty(size, dtype)
     return buffer[:size].reshape(shape)
+
+
+# --- fast on a GPU: the same update as one kernel -------------------------------------------------
+
+# The fused Adam update as a cupy ElementwiseKernel: (input parameters, output parameters, body, name).
+# The body is adam_update, element by element, with bc1 = 1 − β₁ᵗ and bc2 = 1 − β₂ᵗ: one pass over memory.
+ADAM_KERNEL = (
+    "T g, T b1, T b2, T lr, T bc1, T bc2, T eps",
+    "T p, T m, T v",
+    """
+m = b1 * m + (1 - b1) * g;
+v = b2 * v + (1 - b2) * g * g;
+p -= lr * (m / bc1) / (sqrt(v / bc2) + eps);
+""",
+    "npgen_adam",
+)
+_adam_kernels: dict[Any, Any] = {}  # compiled once per array module
+
+
+def fused_adam(array: Any) -> Callable | None:
+    """On a backend that compiles elementwise kernels (cupy), Adam's update as one kernel; None elsewhere."""
+    xp = backend.get_array_module(array)
+    if not hasattr(xp, "ElementwiseKernel"):
+        return None
+    if xp not in _adam_kernels:
+        _adam_kernels[xp] = xp.ElementwiseKernel(*ADAM_KERNEL)
+    kernel = _adam_kernels[xp]
+
+    def update(g: Any, b1: float, b2: float, lr: float, bc1: float, bc2: float, eps: float, p: Any, m: Any, v: Any):
+        scalar = p.dtype.type
+        kernel(g, scalar(b1), scalar(b2), scalar(lr), scalar(bc1), scalar(bc2), scalar(eps), p, m, v)
+
+    return update
+
+
+class Adam(Optimizer):
+    """Adam with PyTorch's bias correction: ``adam_update`` on every parameter that has a gradient.
+
+    ``fast`` (the default) gets the same numbers another way: on a GPU one fused kernel per
+    parameter; on the host, cache-sized chunks with fewer passes over memory. ``fast=False``
+    runs ``adam_update`` as written.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Tensor],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        fast: bool = True,
+    ):
+        _check_hyperparameters(lr=lr, eps=eps, weight_decay=weight_decay)
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
+            raise ValueError(f"Adam's betas must be two numbers in [0, 1), got {betas!r}")
+        super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay})
+        self.fast = fast
+
+    def step(self) -> None:
+        """Update every parameter that has a gradient."""
+        for i, p, group in self._params():
+            state = self._state_for(i, p, ("exp_avg", "exp_avg_sq"))
+            state["step"] += 1
+            t, m, v = state["step"], state["exp_avg"], state["exp_avg_sq"]
+            g = p.grad if not group["weight_decay"] else p.grad + group["weight_decay"] * p.data
+            if not self.fast:
+                adam_update(p.data, g, m, v, t, group["lr"], group["betas"], group["eps"])
+                continue
+            (b1, b2), eps = group["betas"], group["eps"]
+            fused = fused_adam(p.data)
+            if fused is not None:  # one pass over memory: a single GPU kernel
+                fused(g, b1, b2, group["lr"], 1 - b1**t, 1 - b2**t, eps, p.data, m, v)
+                continue
+            constants = (b1, b2, group["lr"] / (1 - b1**t), math.sqrt(1 - b2**t), eps)
+            for chunk in _chunks(p.data, g, m, v):
+                _adam_chunk(*chunk, constants)
+
+
+def cosine_annealing(peak: float, step: int, total_steps: int) -> float:
+    """The rate for ``step`` (0-based) of ``total_steps``, annealed from ``peak`` to 0: peak·½(1 + cos(π·step/total)).
+
+    The closed form of torch.optim.lr_scheduler.CosineAnnealingLR with eta_min = 0 and T_max =
+    total_steps. Big steps early, while far from a minimum; ever smaller ones towards the end,
+    where a constant rate would keep the weights jittering around it.
+    """
+    checks.number("cosine_annealing", "peak", peak, checks.NONNEGATIVE)
+    if not 0 <= step <= total_steps or total_steps < 1:
+        raise ValueError(f"cosine_annealing: step {step} is outside the schedule's 0..{total_steps} (total ≥ 1)")
+    return peak * 0.5 * (1 + math.cos(math.pi * step / total_steps))
+
+
+def clip_grad_norm(params: Iterable[Tensor], max_norm: float) -> float:
+    """Scale all gradients by one factor so their global L2 norm is at most ``max_norm``; return the norm before.
+
+    ‖g‖ = √(Σ_p Σ_i g_pi²); the factor is max_norm / (‖g‖ + 10⁻⁶) where that is below 1, as in
+    torch.nn.utils.clip_grad_norm_. One rare batch with a huge gradient would otherwise fill Adam's
+    moment estimates and push every parameter a full step along that batch's direction at once.
+    """
+    if not max_norm > 0:  # a negative bound would flip every gradient: ascent instead of descent
+        raise ValueError(f"max_norm must be positive, got {max_norm}")
+    grads = [p.grad for p in checks.tensor_list("clip_grad_norm", params) if p.grad is not None]
+    if not grads:
+        return 0.0
+    # vdot of the flattened gradient with itself: a BLAS dot, no squared temporary of the gradient's size;
+    # the sum stays on the device, so a GPU run waits for one read back, not one per parameter
+    squares = [backend.get_array_module(g).vdot(g.ravel(), g.ravel()) for g in grads]
+    norm = math.sqrt(float(sum(squares[1:], squares[0])))
+    factor = max_norm / (norm + 1e-6)
+    if not factor >= 1:  # also for a NaN norm, which then spreads to every gradient, as in PyTorch
+        for g in grads:
+            g *= factor
+    return norm

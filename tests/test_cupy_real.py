@@ -57,7 +57,7 @@ def test_every_name_and_keyword_npgen_uses_exists_in_the_installed_cupy():
 def test_the_fused_adam_kernel_compiles_with_nvrtc_and_a_planted_error_does_not():
     out = _with_real_cupy(
         "import cupy_api\n"
-        "from npgen.backend import ADAM_KERNEL\n"
+        "from npgen.optim import ADAM_KERNEL\n"
         "source = cupy_api.kernel_source(*ADAM_KERNEL)\n"
         "for arch in ('80', '90'):\n"
         "    print(arch, b'npgen_adam_float' in cupy_api.compile_with_nvrtc(source, arch))\n"

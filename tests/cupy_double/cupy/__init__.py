@@ -6,7 +6,7 @@ and ``ndarray.get`` as the only ways across; ``random.RandomState`` with cupy's 
 like cupy's, no way to save or restore its state; the ``cuda`` namespace (device count,
 synchronisation, memory pool statistics); and ``ElementwiseKernel``, which runs a host reference
 of the kernel's C body. So npgen's own cupy code (``_load_cupy``, ``CupyRandomStream``,
-``fused_adam``) runs in CI. ``transfers`` counts host↔device copies and synchronisations, so
+``optim.fused_adam``) runs in CI. ``transfers`` counts host↔device copies and synchronisations, so
 tests can bound them per training step.
 """
 
