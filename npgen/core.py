@@ -176,6 +176,10 @@ class Function:
     constants (a mask, noise, a scalar factor), which is often as large as the rest.
     backward may return g itself, but must not change g in place nor return an array that
     something else holds (a saved input): the engine hands g on to other inputs and leaves.
+
+    A Function is math only. Calling it promotes its inputs to one dtype first; arguments that
+    have no gradient (an axis, an index, a condition, class labels) go to its constructor; and the
+    public function that creates it checks the arguments, so forward and backward check nothing.
     """
 
     inputs: tuple[Tensor, ...] = ()

@@ -1,6 +1,6 @@
 """Would the suite notice a broken gradient? Break each VJP and optimizer formula by one token and see.
 
-For every backward method (and ``unbroadcast``) in npgen/core.py and npgen/functional.py, and the
+For every backward method (and ``unbroadcast``) in npgen/ops.py and npgen/functional.py, and the
 update formulas in npgen/optim.py, each one-token change below makes a mutant: an arithmetic
 operator swapped (+ −, * /), a unary minus dropped, a number changed (0.5 → 1.5, −1 → −2: factors
 and axes), a comparison loosened or flipped, ``.T`` dropped. Each mutant runs the quick gradient
@@ -28,7 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).parents[1]
 TARGETS = {
-    "npgen/core.py": {"backward", "unbroadcast"},
+    "npgen/ops.py": {"backward", "unbroadcast"},
     "npgen/functional.py": {"backward"},
     "npgen/optim.py": {"step", "adam_update", "_adam_chunk", "clip_grad_norm"},
 }
