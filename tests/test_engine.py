@@ -221,3 +221,21 @@ def test_binary_ops_compute_no_gradient_for_a_constant_operand(op, monkeypatch):
     y.backward()
     assert x.grad.shape == (4, 3)
     assert (3,) not in shapes and (3, 3) not in shapes
+
+
+def test_no_op_checks_anything_in_its_forward_or_backward():
+    """Guard rails live in the public functions (npgen/checks.py): a Function's forward and backward are math only."""
+    import ast
+    from pathlib import Path
+
+    ops_found, offenders = 0, []
+    for path in Path(npgen.__file__).parent.rglob("*.py"):
+        for cls in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            bases = {getattr(b, "id", None) for b in getattr(cls, "bases", [])}
+            if isinstance(cls, ast.ClassDef) and bases & {"Function", "FloatFunction"}:
+                ops_found += 1
+                for method in (m for m in cls.body if isinstance(m, ast.FunctionDef)):
+                    if method.name in ("forward", "backward"):
+                        bad = [n for n in ast.walk(method) if isinstance(n, (ast.Raise, ast.Assert, ast.Try))]
+                        offenders += [f"{path.name}:{n.lineno} {cls.name}.{method.name}" for n in bad]
+    assert ops_found > 30 and not offenders, offenders
