@@ -83,6 +83,55 @@ def linear_shapes(x: tuple, weight: tuple) -> None:
         )
 
 
+def target_fits(owner: str, target: Any, shape: tuple) -> None:
+    """A loss's target must broadcast to its input's shape without growing it: (N,) targets for (N, 1) logits
+    would make an (N, N) loss."""
+    target_shape = tuple(target.shape) if hasattr(target, "shape") else np.shape(target)
+    try:
+        fits = np.broadcast_shapes(shape, target_shape) == tuple(shape)
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ValueError(f"{owner}: target shape {target_shape} does not fit logits {shape}")
+
+
+def class_labels(owner: str, labels: Any, logits: Any) -> Any:
+    """The raw integer array of ``labels``, one per row of the (N, C) ``logits``, each in 0..C−1.
+
+    The range is read on the host only: on a GPU the check would wait for the device every step.
+    """
+    if logits.ndim != 2:
+        raise ValueError(f"{owner} expects logits of shape (N, C), got {logits.shape}")
+    labels = getattr(labels, "data", labels) if not backend.is_array(labels) else labels
+    labels = labels if backend.is_array(labels) else backend.get_array_module(logits.data).asarray(labels)
+    if labels.shape != (logits.shape[0],) or labels.dtype.kind not in "iu":
+        raise ValueError(
+            f"{owner} expects {logits.shape[0]} integer labels, got {labels.dtype} of shape {labels.shape}"
+        )
+    on_host = backend.backend_of(labels).name == "numpy"
+    if on_host and ((labels < 0) | (labels >= logits.shape[1])).any():  # a negative label would pick from the end
+        raise ValueError(f"{owner}: labels must lie in 0..{logits.shape[1] - 1}")
+    return labels
+
+
+def integer_pixels(owner: str, x: Any, dim: int) -> Any:
+    """``x`` if it is a batch (N ≥ 1, dim) of integer pixel values 0..255 (uint8, or integers in any dtype).
+
+    uint8 needs no check; any other dtype costs one read of its range (and, on a GPU, a wait).
+    """
+    if x.ndim != 2 or x.shape[1] != dim or len(x) == 0:
+        raise ValueError(f"{owner}: expected images of shape (N ≥ 1, {dim}), got {x.shape}")
+    if x.dtype != np.uint8:
+        xp = backend.get_array_module(x)
+        low, high, fractional = float(x.min()), float(x.max()), bool((x != xp.floor(x)).any())
+        if not (0 <= low and high <= 255) or fractional:
+            raise ValueError(
+                f"{owner}: pixels must be integers 0..255, got {x.dtype} values in [{low}, {high}]"
+                + (" with fractions" if fractional else "")
+            )
+    return x
+
+
 def in_place(target: Any, other: Any, symbol: str, result_dtype: Any, grad_enabled: bool) -> None:
     """Refuse ``target symbol other`` (+=, -=, *=, /=) where PyTorch would: a change autograd cannot see or needs
     undone, a result of a higher category than the tensor's dtype, or a shape that broadcasting would change."""

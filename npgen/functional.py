@@ -685,21 +685,9 @@ class BCEWithLogits(FloatFunction):
         return gx, gt
 
 
-def _broadcast_shape(*shapes: tuple) -> tuple | None:
-    """The shape that ``shapes`` broadcast to, or None if they do not."""
-    try:
-        return tuple(np.broadcast_shapes(*shapes))
-    except ValueError:
-        return None
-
-
 def binary_cross_entropy_with_logits(logits: Tensor, target: Any, reduction: str = "mean") -> Tensor:
     """Bernoulli negative log-likelihood of ``target`` under probabilities σ(logits), in nats."""
-    target_shape = tuple(target.shape) if hasattr(target, "shape") else np.shape(target)
-    if _broadcast_shape(logits.shape, target_shape) != logits.shape:  # (N,) targets, (N, 1) logits: (N, N)
-        raise ValueError(
-            f"binary_cross_entropy_with_logits: target shape {target_shape} does not fit logits {logits.shape}"
-        )
+    checks.target_fits("binary_cross_entropy_with_logits", target, logits.shape)
     return _reduce(BCEWithLogits()(logits, target), reduction)
 
 
@@ -734,17 +722,7 @@ class CrossEntropy(FloatFunction):
 
 def cross_entropy(logits: Tensor, labels: Any, reduction: str = "mean") -> Tensor:
     """Softmax cross-entropy of integer class ``labels`` (an array or Tensor) given (N, C) logits."""
-    if logits.ndim != 2:
-        raise ValueError(f"cross_entropy expects logits of shape (N, C), got {logits.shape}")
-    labels = labels.data if isinstance(labels, Tensor) else labels
-    labels = labels if hasattr(labels, "dtype") else get_array_module(logits.data).asarray(labels)
-    if labels.shape != (logits.shape[0],) or labels.dtype.kind not in "iu":
-        raise ValueError(
-            f"cross_entropy expects {logits.shape[0]} integer labels, got {labels.dtype} of shape {labels.shape}"
-        )
-    on_host = backend.backend_of(labels).name == "numpy"  # on a GPU the check would wait for the device every step
-    if on_host and ((labels < 0) | (labels >= logits.shape[1])).any():  # a negative label picks from the end
-        raise ValueError(f"cross_entropy: labels must lie in 0..{logits.shape[1] - 1}")
+    labels = checks.class_labels("cross_entropy", labels, logits)
     return _reduce(CrossEntropy(labels)(logits), reduction)
 
 

@@ -178,17 +178,7 @@ class Flow(Module):
 
     def log_prob(self, x: Any, u: Any = None) -> Tensor:
         """log p(x̃) in nats per image for integer pixels x (N, D), dequantized with u (default U[0,1) noise)."""
-        x = x.data if isinstance(x, Tensor) else x
-        if x.ndim != 2 or x.shape[1] != self.dim or len(x) == 0:
-            raise ValueError(f"Flow.log_prob: expected images of shape (N ≥ 1, {self.dim}), got {x.shape}")
-        if x.dtype != np.uint8:  # uint8 needs no check; anything else costs a read of its range
-            xp = backend.get_array_module(x)
-            low, high, fractional = float(x.min()), float(x.max()), bool((x != xp.floor(x)).any())
-            if not (0 <= low and high <= 255) or fractional:
-                raise ValueError(
-                    f"Flow.log_prob: pixels must be integers 0..255, got {x.dtype} values in [{low}, {high}]"
-                    + (" with fractions" if fractional else "")
-                )
+        x = checks.integer_pixels("Flow.log_prob", x.data if isinstance(x, Tensor) else x, self.dim)
         dtype = self.couplings[0].net[0].weight.dtype
         if u is None:
             u = backend.backend_of(x).rng.uniform(x.shape, dtype=dtype)
