@@ -241,11 +241,9 @@ def _backward_pass(root: Tensor, seed: Any) -> None:
             xp = backend.get_array_module(next(g for g in gys if g is not None))
             gys = [xp.zeros(shape, dtype) if g is None else g for g, (shape, dtype) in zip(gys, node.output_meta)]
             for x, gx in zip(node.inputs, _input_grads(node, node.backward(*gys))):
-                if gx is None:
-                    continue
-                if x.creator is None:
+                if gx is not None and x.creator is None:
                     _accumulate(x, gx, given)
-                else:
+                elif gx is not None:
                     grads[x] = grads[x] + gx if x in grads else gx
         node.inputs, node.saved, node.outputs, node.released = (), (), [], True  # free the node now
     if root.creator is None:
@@ -253,11 +251,9 @@ def _backward_pass(root: Tensor, seed: Any) -> None:
 
 
 def _graph_order(root: Function) -> list[Function]:
-    """Every node behind ``root``, each before the nodes that made its inputs: after all its consumers.
+    """Every node behind ``root``, each after all its consumers: the reversed depth-first postorder.
 
-    Depth first with an explicit stack (a deep graph must not hit Python's recursion limit): a node
-    is listed once every node below it is, and the reversed list is a topological order.
-    """
+    An explicit stack, not recursion: a deep graph must not hit Python's recursion limit."""
     order, seen, stack = [], {root}, [(root, iter(root.inputs))]
     while stack:
         x = next(stack[-1][1], None)
@@ -286,11 +282,8 @@ def _input_grads(node: Function, gxs: Any) -> list:
 
 
 def _accumulate(leaf: Tensor, grad: Any, given: set[int]) -> None:
-    """leaf.grad += grad, where .grad stays the leaf's own writable array.
-
-    The one rule: a view (of an upstream gradient, or a read-only broadcast) or an array that another
-    leaf already holds is copied before a leaf keeps it.
-    """
+    """leaf.grad += grad. The one rule that keeps .grad the leaf's own writable array: a view (of an upstream
+    gradient, a read-only broadcast) or an array that another leaf already holds is copied first."""
     if leaf.grad is None:
         leaf.grad = grad.copy() if grad.base is not None or id(grad) in given else grad
     else:
