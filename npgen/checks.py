@@ -33,6 +33,15 @@ def number(owner: str, name: str, value: Any, rule: tuple[Callable[[Any], bool],
     return value
 
 
+def axes(owner: str, axis: int | tuple | None, shape: tuple) -> tuple[int, ...]:
+    """The axes that ``axis`` names (all of them for None) as non-negative numbers, or an IndexError naming it."""
+    named = range(len(shape)) if axis is None else (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    for a in named:
+        if not -max(len(shape), 1) <= a < max(len(shape), 1):
+            raise IndexError(f"{owner}: axis {a} is out of range for a tensor of shape {shape}")
+    return tuple(a % max(len(shape), 1) for a in named)
+
+
 def positive_int(owner: str, name: str, value: Any) -> int:
     """``value`` if it is an integer ≥ 1 (not a bool, not a string), else a TypeError or ValueError naming it."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
@@ -108,6 +117,7 @@ def class_labels(owner: str, labels: Any, logits: Any) -> Any:
         raise ValueError(
             f"{owner} expects {logits.shape[0]} integer labels, got {labels.dtype} of shape {labels.shape}"
         )
+    backend.get_array_module(logits.data, labels)  # one backend, or a TypeError naming both
     on_host = backend.backend_of(labels).name == "numpy"
     if on_host and ((labels < 0) | (labels >= logits.shape[1])).any():  # a negative label would pick from the end
         raise ValueError(f"{owner}: labels must lie in 0..{logits.shape[1] - 1}")

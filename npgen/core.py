@@ -33,9 +33,6 @@ from . import backend, dtypes
 _grad_enabled = True
 
 
-_grad_enabled = True
-
-
 @contextlib.contextmanager
 def no_grad() -> Iterator[None]:
     """Record no graph inside this block (evaluation, sampling, optimizer updates)."""
@@ -69,7 +66,8 @@ class Tensor:
         self.grad: Any = None
         self.requires_grad = requires_grad
         self.creator: Function | None = None
-        self._version = 0  # counts in-place changes: backward refuses inputs changed after their forward
+        # in-place changes of the array so far, a counter that detach() shares: backward refuses stale inputs
+        self._version = [0]
 
     @property
     def requires_grad(self) -> bool:
@@ -98,8 +96,10 @@ class Tensor:
 
     # --- leaving the graph -----------------------------------------------------------
     def detach(self) -> Tensor:
-        """The same data, cut off from the graph."""
-        return Tensor(self.data)
+        """The same data (the same array: an in-place change shows in both), cut off from the graph."""
+        detached = Tensor(self.data)
+        detached._version = self._version
+        return detached
 
     def item(self) -> float:
         """The value of a one-element tensor as a Python number."""
@@ -197,7 +197,7 @@ class Function:
         outputs = [Tensor(y) for y in (ys if multiple else (ys,))]
         if _grad_enabled and any(x.requires_grad for x in inputs):
             self.inputs = inputs
-            self.versions = [x._version for x in inputs]
+            self.versions = [x._version[0] for x in inputs]
             self.needs_input_grad = tuple(x.requires_grad for x in inputs)
             self.outputs = [weakref.ref(y) for y in outputs]  # weak: outputs own their creator
             self.output_meta = [(y.shape, y.dtype) for y in outputs]
@@ -299,11 +299,11 @@ def _refuse_stale(node: Function) -> None:
         raise RuntimeError(
             "backward through a graph that a previous backward() already freed; recompute the forward pass"
         )
-    changed = any(x._version != v for x, v in zip(node.inputs, node.versions))
-    if changed or any((y := ref()) is not None and y._version for ref in node.outputs):
+    changed = any(x._version[0] != v for x, v in zip(node.inputs, node.versions))
+    if changed or any((y := ref()) is not None and y._version[0] for ref in node.outputs):
         raise RuntimeError(
-            f"{type(node).__name__}: a tensor it used was changed in place (+=, -=, *=, /=) after the "
-            "forward pass, so backward would use the new values; recompute the forward pass after the change"
+            f"{type(node).__name__}: a tensor it used was changed in place (+=, -=, *=, /=, an optimizer step) "
+            "after the forward pass, so what it saved may be stale; recompute the forward pass after the change"
         )
 
 

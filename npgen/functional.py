@@ -256,7 +256,7 @@ class Maximum(Function):
     def backward(self, g):
         a, b = self.saved
         need_a, need_b = self.needs_input_grad
-        share_a = (a > b) + 0.5 * (a == b)
+        share_a = ((a > b) + 0.5 * (a == b)).astype(g.dtype)  # bool + ½·bool is float64
         return unbroadcast(g * share_a, a.shape) if need_a else None, unbroadcast(
             g * (1 - share_a), b.shape
         ) if need_b else None
@@ -300,7 +300,9 @@ def _as_condition(condition: Any) -> Any:
 
 def where(condition: Any, a: Tensor | float, b: Tensor | float) -> Tensor:
     """a where ``condition`` (a bool tensor or array) holds, else b; a and b broadcast, numbers allowed."""
-    return Where(_as_condition(condition))(a, b)
+    condition = _as_condition(condition)
+    get_array_module(condition, *(t.data for t in (a, b) if isinstance(t, Tensor)))  # one backend, or a TypeError
+    return Where(condition)(a, b)
 
 
 def clamp(x: Tensor, min: Tensor | float | None = None, max: Tensor | float | None = None) -> Tensor:
@@ -329,8 +331,7 @@ def minimum(a: Tensor, b: Tensor | float) -> Tensor:
 
 def _check_reduced_axes(name: str, x: Tensor, axis: int | tuple | None) -> None:
     """A max or min over an empty axis has no value: a ValueError naming the axis and the shape."""
-    axes = range(x.ndim) if axis is None else (axis,) if isinstance(axis, int) else axis
-    if any(x.shape[a] == 0 for a in axes):
+    if any(x.shape[a] == 0 for a in checks.axes(name, axis, x.shape)):
         raise ValueError(f"{name}: cannot reduce over an empty axis (axis={axis}) of a tensor of shape {x.shape}")
 
 
@@ -448,7 +449,7 @@ def flatten(x: Tensor, start_axis: int = 0, end_axis: int = -1) -> Tensor:
     """x with axes start_axis … end_axis merged into one (all of them by default): a reshape."""
     if x.ndim == 0:
         return x.reshape(1)
-    start, end = start_axis % x.ndim, end_axis % x.ndim
+    start, end = checks.axes("flatten", (start_axis, end_axis), x.shape)
     return x.reshape(*x.shape[:start], math.prod(x.shape[start : end + 1]), *x.shape[end + 1 :])
 
 
@@ -550,15 +551,15 @@ def _logsumexp(x: Any, axis: int | None) -> Any:
     xp = get_array_module(x)
     m = _max_or_minus_inf(x, axis)
     m = xp.where(xp.isfinite(m), m, 0)
-    with np.errstate(divide="ignore"):  # log 0 = −∞ is the right answer for an empty or all −∞ row
+    with np.errstate(divide="ignore", over="ignore"):  # log 0 = −∞ for an empty or all −∞ row; e^∞ = ∞ for +∞
         return m + xp.log(xp.exp(x - m).sum(axis=axis, keepdims=True))
 
 
 def _log_softmax(x: Any, axis: int) -> Any:
     """x − logsumexp(x) along ``axis``, computed as (x − m) − log Σ e^(x−m) with m = max x.
 
-    Unlike logsumexp, log_softmax of a row holding ±∞ is NaN throughout (as in PyTorch): no finite
-    distribution puts its mass on an infinite logit.
+    Unlike logsumexp, log_softmax of a row holding +∞, or of −∞ only, is NaN throughout (as in
+    PyTorch): no distribution puts its mass there. A −∞ beside finite logits is a probability of 0.
     """
     xp = get_array_module(x)
     with np.errstate(invalid="ignore", divide="ignore"):  # ∞ − ∞ in a row that holds ∞: NaN, as intended

@@ -11,13 +11,12 @@ random. And float32 is too coarse for differences of size ε, so inputs must be 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any, Callable
 
 import numpy as np
 
-from . import backend
+from . import backend, checks
 from .core import Tensor, no_grad
 
 
@@ -75,11 +74,9 @@ def _check_inputs(inputs: list[Tensor]) -> None:
 
 def _check_settings(eps: float, atol: float, rtol: float) -> None:
     """A step of 0 compares nothing and a NaN or negative tolerance passes everything or nothing: refused."""
-    if not (math.isfinite(eps) and eps > 0):
-        raise ValueError(f"gradcheck: eps must be a finite number > 0, got {eps}")
-    for name, value in (("atol", atol), ("rtol", rtol)):
-        if not (math.isfinite(value) and value >= 0):
-            raise ValueError(f"gradcheck: {name} must be a finite number ≥ 0, got {value}")
+    checks.number("gradcheck", "eps", eps, checks.POSITIVE)
+    checks.number("gradcheck", "atol", atol, checks.NONNEGATIVE)
+    checks.number("gradcheck", "rtol", rtol, checks.NONNEGATIVE)
 
 
 def _outputs(fn: Callable[..., Any], inputs: list[Tensor]) -> list[Tensor]:
@@ -140,7 +137,7 @@ def _mismatch(analytic: np.ndarray, numerical: np.ndarray, atol: float, rtol: fl
         bad = ~(excess <= 0) & ~(analytic == numerical)
     if not bad.any():
         return None
-    return int(np.argmax(np.where(bad, np.nan_to_num(excess, nan=np.inf), -np.inf)))
+    return int(np.argmax(np.where(bad, np.where(np.isfinite(excess), excess, np.inf), -np.inf)))
 
 
 def _not_finite(outputs: list[np.ndarray]) -> str | None:

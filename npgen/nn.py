@@ -52,12 +52,13 @@ class Module:
                 f"{type(self).__name__}.{name}: a {type(value).__name__} of Modules would not be registered "
                 "(its parameters would be missing from parameters() and state_dict()): use Sequential(*modules)"
             )
-        self._parameters.pop(name, None)
-        self._modules.pop(name, None)
-        if isinstance(value, Parameter):
-            self._parameters[name] = value
-        elif isinstance(value, Module):
-            self._modules[name] = value
+        # a registry keeps its order when a name gets a new value of its kind (`lin.weight -= 0.1` sets it
+        # again); a name that changes kind moves to the end of its new registry
+        for registry, kind in ((self._parameters, Parameter), (self._modules, Module)):
+            if isinstance(value, kind):
+                registry[name] = value
+            else:
+                registry.pop(name, None)
         object.__setattr__(self, name, value)
 
     def register_buffer(self, name: str, array: Any) -> None:

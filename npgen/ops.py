@@ -223,8 +223,7 @@ def sum(self, axis: int | tuple | None = None, keepdims: bool = False) -> Tensor
 
 def mean(self, axis: int | tuple | None = None, keepdims: bool = False) -> Tensor:
     """Mean over ``axis`` (all axes if None): a sum times 1/n."""
-    axes = range(self.ndim) if axis is None else (axis,) if isinstance(axis, int) else axis
-    n = math.prod(self.shape[a] for a in axes)
+    n = math.prod(self.shape[a] for a in checks.axes("mean", axis, self.shape))
     return self.sum(axis, keepdims) * (1.0 / n if n else math.nan)  # the mean of nothing is NaN, as in PyTorch
 
 
@@ -317,7 +316,7 @@ def _in_place(update: Callable[[Any, Any], Any], symbol: str) -> Callable[[Tenso
         promoted = result_type(self, other, float_only=symbol == "/=")
         checks.in_place(self, other, symbol, promoted, is_grad_enabled())
         update(self.data, _raw(other))
-        self._version += 1
+        self._version[0] += 1
         return self
 
     return operator_

@@ -109,6 +109,7 @@ class SGD(Optimizer):
                 buf += g
                 g = buf
             p.data -= group["lr"] * g
+            p._version[0] += 1  # a graph that saved p before this step can no longer run backward
 
 
 def adam_update(p: Any, g: Any, m: Any, v: Any, t: int, lr: float, betas: tuple[float, float], eps: float) -> None:
@@ -251,6 +252,7 @@ class Adam(Optimizer):
     def step(self) -> None:
         """Update every parameter that has a gradient."""
         for i, p, group in self._params():
+            p._version[0] += 1  # a graph that saved p before this step can no longer run backward
             state = self._state_for(i, p, ("exp_avg", "exp_avg_sq"))
             state["step"] += 1
             t, m, v = state["step"], state["exp_avg"], state["exp_avg_sq"]

@@ -82,7 +82,7 @@ def prepare_out(out: Path, resume: bool = False) -> None:
     _refuse_checkpoint_state(out, resume)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".npgen-write-test"
+        probe = out / f".npgen-write-test-{os.getpid()}"  # its own name: two runs starting at once must not collide
         probe.write_text("")
         probe.unlink()
     except OSError as error:

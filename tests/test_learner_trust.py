@@ -68,10 +68,28 @@ def test_an_in_place_update_keeps_the_parameter_registered_in_module_optimizer_a
     weight, opt = lin.weight, optim.SGD(lin.parameters(), lr=0.1)
     before = weight.data.copy()
     with npgen.no_grad():
-        lin.weight -= 0.1
-        lin.bias *= 2
+        lin.weight -= 0.1  # Python sets lin.weight again: it must keep its place
     assert lin.weight is weight and lin.parameters()[0] is weight and opt.param_groups[0]["params"][0] is weight
+    assert [name for name, _ in lin.named_parameters()] == ["weight", "bias"] and list(lin.state_dict()) == [
+        "weight",
+        "bias",
+    ]
     np.testing.assert_allclose(lin.state_dict()["weight"], before - 0.1, rtol=1e-6)
+
+
+def test_a_tensor_changed_through_detach_or_an_optimizer_step_after_the_forward_pass_is_refused_by_backward():
+    w = npgen.tensor([1.0, 2.0], requires_grad=True)
+    x = npgen.tensor([3.0, 4.0], requires_grad=True)
+    y = (w * x).sum()
+    view = x.detach()
+    view += 1  # the same array as x, which Mul saved
+    with pytest.raises(RuntimeError, match="Mul: a tensor it used was changed in place"):
+        y.backward()
+    y = (w * x).sum()
+    w.grad = np.ones(2, np.float32)
+    optim.SGD([w], lr=0.1).step()  # w changes before this graph's backward
+    with pytest.raises(RuntimeError, match="Mul"):
+        y.backward()
 
 
 def test_an_in_place_change_of_a_leaf_that_requires_grad_is_refused_outside_no_grad():
@@ -255,6 +273,7 @@ def test_gradcheck_names_a_nan_first_and_does_not_let_it_hide_other_errors():
     assert _mismatch(np.array([1.0, 1.0, 9.0]), np.array([1.0, 1.0, 1.0]), 1e-5, 1e-3) == 2
     assert _mismatch(np.array([np.inf, -np.inf]), np.array([np.inf, -np.inf]), 1e-5, 1e-3) is None
     assert _mismatch(np.array([np.inf]), np.array([-np.inf]), 1e-5, 1e-3) == 0
+    assert _mismatch(np.array([np.inf, np.nan, 5.0]), np.zeros(3), 1e-5, 1e-3) == 0  # the first of them
 
 
 def test_gradcheck_fails_a_forward_pass_that_is_not_finite():
@@ -436,6 +455,9 @@ def test_the_gan_step_refuses_pixels_outside_minus_one_to_one(pixels, error, mes
         (lambda: F.where(npgen.tensor([1.0]), 1.0, npgen.tensor([0.0])), TypeError, "condition must be a bool"),
         (lambda: F.amax(npgen.tensor(np.zeros((2, 0))), axis=1), ValueError, r"empty axis \(axis=1\).*\(2, 0\)"),
         (lambda: F.unsqueeze(npgen.tensor([1.0]), 3), IndexError, r"axis 3 is out of range .*\(1,\)"),
+        (lambda: npgen.tensor(np.zeros((2, 3))).flatten(2), IndexError, r"flatten: axis 2 is out of range"),
+        (lambda: npgen.tensor(np.zeros((2, 3))).mean(axis=-3), IndexError, r"mean: axis -3 is out of range"),
+        (lambda: F.amax(npgen.tensor(np.zeros((2, 3))), axis=5), IndexError, r"amax: axis 5 is out of range"),
         (lambda: npgen.tensor(np.ones((2, 3))) @ np.ones((2, 3)), ValueError, r"matmul: shapes \(2, 3\) and \(2, 3\)"),
         (
             lambda: nn.Linear(3, 2)(npgen.tensor(np.ones((4, 2)))),
