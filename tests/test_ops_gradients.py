@@ -194,6 +194,11 @@ def test_concatenate_gradients(device):
     assert npgen.gradcheck(lambda x, y: F.concatenate([x, y], axis=1), [a, b])
 
 
+def test_concatenate_gradients_of_three_pieces_along_a_negative_axis(device):
+    a, b, c = make(device, (2, 3), seed=1), make(device, (2, 1), seed=2), make(device, (2, 2), seed=3)
+    assert npgen.gradcheck(lambda x, y, z: F.concatenate([x, y, z], axis=-1), [a, b, c])
+
+
 def test_binary_cross_entropy_with_logits_gradients(device):
     logits = make(device, (3, 4), -3, 3, seed=1)
     target = make(device, (3, 4), 0, 1, seed=2)
