@@ -223,3 +223,12 @@ def test_the_fast_adam_with_a_large_eps_gives_the_plain_updates_numbers(eps):
     np.testing.assert_allclose(params[0].data, params[1].data, rtol=1e-12, atol=1e-15)
     moved = np.abs(params[1].data - start).max()
     assert moved > 1e-4  # eps this large still lets Adam move, so the comparison means something
+
+
+@pytest.mark.parametrize("max_norm", [0.0, -1.0, float("nan")])
+def test_clip_grad_norm_refuses_a_bound_that_is_not_positive(max_norm):
+    p = npgen.tensor(np.zeros(2), requires_grad=True)
+    p.grad = np.ones(2)
+    with pytest.raises(ValueError, match="max_norm must be positive"):
+        optim.clip_grad_norm([p], max_norm)
+    np.testing.assert_array_equal(p.grad, [1.0, 1.0])
