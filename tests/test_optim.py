@@ -232,3 +232,8 @@ def test_clip_grad_norm_refuses_a_bound_that_is_not_positive(max_norm):
     with pytest.raises(ValueError, match="max_norm must be positive"):
         optim.clip_grad_norm([p], max_norm)
     np.testing.assert_array_equal(p.grad, [1.0, 1.0])
+
+
+def test_clip_grad_norm_of_parameters_without_gradients_is_zero():
+    p = npgen.tensor(np.zeros(2), requires_grad=True)
+    assert optim.clip_grad_norm([p], 1.0) == 0.0 and p.grad is None
