@@ -42,15 +42,6 @@ def axes(owner: str, axis: int | tuple | None, shape: tuple) -> tuple[int, ...]:
     return tuple(a % max(len(shape), 1) for a in named)
 
 
-def positive_int(owner: str, name: str, value: Any) -> int:
-    """``value`` if it is an integer ≥ 1 (not a bool, not a string), else a TypeError or ValueError naming it."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{owner}: {name} must be a positive integer, got {value!r} of type {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{owner}: {name} must be a positive integer, got {value}")
-    return int(value)
-
-
 def tensor_list(owner: str, params: Any) -> list:
     """The tensors of ``params`` (an iterable such as model.parameters(), or one tensor) as a list."""
     from .core import Tensor
