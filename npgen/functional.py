@@ -262,6 +262,11 @@ class Maximum(Function):
         ) if need_b else None
 
 
+def _kept(y: Any, axis: int | tuple | None, keepdims: bool) -> Any:
+    """A reduction's result computed with its reduced axes kept (size 1): as it is, or with them dropped."""
+    return y if keepdims else y.squeeze(axis) if axis is not None else y.reshape(())
+
+
 def amax_plain(x: Tensor, axis: int | tuple | None = None, keepdims: bool = False) -> Tensor:
     """Σ x·[x = max x] over ``axis``, the mask a constant: right where the maximum is attained once."""
     winners = x.data == x.data.max(axis=axis, keepdims=True)
@@ -281,7 +286,7 @@ class Max(Function):
     def forward(self, x):
         y = x.max(axis=self.axis, keepdims=True)
         self.save_for_backward(x == y)
-        return y if self.keepdims else y.squeeze(self.axis) if self.axis is not None else y.reshape(())
+        return _kept(y, self.axis, self.keepdims)
 
     def backward(self, g):
         winners = self.saved[0]
@@ -586,7 +591,7 @@ class LogSumExp(FloatFunction):
     def forward(self, x):
         y = _logsumexp(x, self.axis)
         self.save_for_backward(x, y)
-        return y if self.keepdims else y.squeeze(self.axis) if self.axis is not None else y.reshape(())
+        return _kept(y, self.axis, self.keepdims)
 
     def backward(self, g):
         x, y = self.saved
