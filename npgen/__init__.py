@@ -1,7 +1,7 @@
 """npgen: a minimal, readable NumPy library for generative models, with a CuPy backend.
 
 The public face, in PyTorch's vocabulary: Tensor, tensor, no_grad, manual_seed,
-gradcheck, and the modules nn, optim, functional (as F), data and checkpoint; viz draws
+gradcheck, jacobian, and the modules nn, optim, functional (as F), data and checkpoint; viz draws
 the graph of a computation, runs holds what the training scripts share.
 """
 
@@ -15,7 +15,7 @@ from . import backend, checkpoint, data, functional, nn, ops, optim, runs, viz
 from . import functional as F
 from .backend import get_array_module, manual_seed, use_backend
 from .core import Function, Tensor, is_grad_enabled, no_grad, tensor
-from .gradcheck import GradcheckError, gradcheck
+from .gradcheck import GradcheckError, gradcheck, jacobian
 
 __version__ = "0.1.0"
 
@@ -57,6 +57,7 @@ __all__ = [
     "get_array_module",
     "gradcheck",
     "is_grad_enabled",
+    "jacobian",
     "manual_seed",
     "nn",
     "no_grad",

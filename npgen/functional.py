@@ -754,11 +754,28 @@ class GaussianKL(FloatFunction):
         return g * mu, g * 0.5 * (var - 1)
 
 
-def gaussian_kl(mu: Tensor, logvar: Tensor) -> Tensor:
-    """Closed-form KL divergence of N(μ, diag(exp(logvar))) from N(0, I), one value per row (nats)."""
-    if mu.shape != logvar.shape:
-        raise ValueError(f"gaussian_kl needs mu and logvar of one shape, got {mu.shape} and {logvar.shape}")
-    return GaussianKL()(mu, logvar)
+def gaussian_kl(mu_q: Tensor, logvar_q: Tensor, mu_p: Any = 0.0, logvar_p: Any = 0.0) -> Tensor:
+    """KL(N(μ_q, diag e^logvar_q) ‖ N(μ_p, diag e^logvar_p)) per row, in nats.
+
+    = ½ Σ_d (logvar_p − logvar_q + (e^logvar_q + (μ_q − μ_p)²)·e^−logvar_p − 1). ``mu_p`` and
+    ``logvar_p`` (tensors or numbers, broadcast against μ_q) default to the standard normal
+    N(0, I), the VAE's prior, which takes the fused ``GaussianKL``; any other p is composed from
+    ops, so its gradient reaches μ_p and logvar_p too.
+    """
+    if mu_q.shape != logvar_q.shape:
+        raise ValueError(f"gaussian_kl needs mu_q and logvar_q of one shape, got {mu_q.shape} and {logvar_q.shape}")
+    if _is_zero(mu_p) and _is_zero(logvar_p):
+        return GaussianKL()(mu_q, logvar_q)
+    xp = get_array_module(mu_q.data)
+    mu_p, logvar_p = (v if isinstance(v, Tensor) else Tensor(xp.asarray(v, dtype=mu_q.dtype)) for v in (mu_p, logvar_p))
+    squared_distance = (mu_q - mu_p) * (mu_q - mu_p)
+    per_dimension = logvar_p - logvar_q + (exp(logvar_q) + squared_distance) * exp(-logvar_p) - 1
+    return (per_dimension * 0.5).sum(axis=-1)
+
+
+def _is_zero(value: Any) -> bool:
+    """True for the number 0 (the standard normal's mean and log-variance), False for anything else."""
+    return isinstance(value, (int, float)) and value == 0
 
 
 # --- the elementwise ops also as Tensor methods, as in PyTorch -----------------------

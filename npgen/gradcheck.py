@@ -217,3 +217,35 @@ def _onehots(shape: tuple) -> list[np.ndarray]:
 
 def _at(flat_index: int, shape: tuple) -> str:
     return str(tuple(int(i) for i in np.unravel_index(flat_index, shape))) if shape else ""
+
+
+def jacobian(fn: Callable[[Tensor], Tensor], x: Any) -> np.ndarray:
+    """The Jacobian J[i…, j…] = ∂fn(x)[i…]/∂x[j…] by brute force: one forward and backward per output element.
+
+    Row i is vᵀJ with v the one-hot upstream gradient of output element i, so J costs as many
+    passes as fn(x) has elements: meant for small inputs (a flow on 4×4 images, a test). ``x`` is a
+    Tensor or an array (kept on its device and dtype; integers become float64); J is a float64
+    host array of shape fn(x).shape + x.shape, the layout of ``torch.autograd.functional.jacobian``.
+    """
+    data = x.data if isinstance(x, Tensor) else backend.get_backend().xp.asarray(x)
+    if data.dtype.kind != "f":
+        data = data.astype(np.float64)
+    shape = _output(fn, Tensor(data.copy())).shape
+    rows = []
+    for i in range(int(np.prod(shape))):
+        leaf = Tensor(data.copy(), requires_grad=True)
+        y = _output(fn, leaf)
+        upstream = np.zeros(shape, dtype=y.dtype)
+        upstream.flat[i] = 1
+        if y.requires_grad:
+            y.backward(backend.move(upstream, y.device))
+        rows.append(np.zeros(data.shape) if leaf.grad is None else backend.to_numpy(leaf.grad).astype(np.float64))
+    return np.stack(rows).reshape(shape + data.shape) if rows else np.zeros(shape + data.shape)
+
+
+def _output(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+    """fn(x), or a TypeError that says what fn returned instead of one Tensor."""
+    y = fn(x)
+    if not isinstance(y, Tensor):
+        raise TypeError(f"jacobian: fn must return one npgen Tensor, got {type(y).__name__}")
+    return y

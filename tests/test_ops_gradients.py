@@ -277,6 +277,44 @@ def test_gaussian_kl_is_zero_for_the_prior_itself():
     assert np.array_equal(F.gaussian_kl(zeros, zeros).numpy(), np.zeros(2))
 
 
+def test_gaussian_kl_of_two_gaussians_matches_its_closed_form_and_gradchecks():
+    rng = np.random.default_rng(1)
+    mu_q, logvar_q, mu_p = (rng.normal(size=(4, 2)) for _ in range(3))
+    logvar_p = rng.normal(size=2)  # broadcast against the rows, as a learned prior would be
+    var_q, var_p = np.exp(logvar_q), np.exp(logvar_p)
+    expected = 0.5 * (np.log(var_p / var_q) + (var_q + (mu_q - mu_p) ** 2) / var_p - 1).sum(axis=1)
+    tensors = [npgen.tensor(a, requires_grad=True) for a in (mu_q, logvar_q, mu_p, logvar_p)]
+    assert np.allclose(F.gaussian_kl(*tensors).numpy(), expected)
+    assert npgen.gradcheck(F.gaussian_kl, tensors)
+    numbers = F.gaussian_kl(npgen.tensor(mu_q), npgen.tensor(logvar_q), 0.5, -1.0).numpy()
+    expected_numbers = 0.5 * (-1.0 - logvar_q + (var_q + (mu_q - 0.5) ** 2) / np.exp(-1.0) - 1).sum(axis=1)
+    assert np.allclose(numbers, expected_numbers)
+
+
+def test_gaussian_kl_with_the_default_prior_is_the_standard_normal_form():
+    rng = np.random.default_rng(2)
+    mu, logvar = (npgen.tensor(rng.normal(size=(3, 4))) for _ in range(2))
+    general = F.gaussian_kl(mu, logvar, npgen.tensor(np.zeros(4)), npgen.tensor(np.zeros(4)))
+    assert np.allclose(F.gaussian_kl(mu, logvar).numpy(), general.numpy())
+    assert np.allclose(F.gaussian_kl(mu, logvar, 0, 0).numpy(), general.numpy())
+
+
+def test_jacobian_by_backward_equals_the_closed_form_of_a_small_function():
+    rng = np.random.default_rng(3)
+    weight, x = rng.normal(size=(3, 4)), rng.normal(size=(2, 4))
+    jacobian = npgen.jacobian(lambda t: F.tanh(t @ npgen.tensor(weight.T)), x)
+    expected = np.zeros((2, 3, 2, 4))
+    for n in range(2):  # ∂tanh(Wx_n)_i/∂x_n,j = (1 − tanh²)_i W_ij; rows of other samples are 0
+        expected[n, :, n, :] = (1 - np.tanh(weight @ x[n]) ** 2)[:, None] * weight
+    assert jacobian.shape == (2, 3, 2, 4) and np.allclose(jacobian, expected)
+    assert np.array_equal(npgen.jacobian(lambda t: t * 0 + 1, np.ones(3)), np.zeros((3, 3)))
+
+
+def test_jacobian_refuses_a_function_that_returns_no_tensor():
+    with pytest.raises(TypeError, match="fn must return one npgen Tensor, got tuple"):
+        npgen.jacobian(lambda t: (t, t), np.ones(2))
+
+
 def test_softplus_keeps_float32_accuracy_where_exp_of_x_is_tiny():
     """softplus(x) ≈ eˣ for x ≪ 0: log(1 + eˣ) written naively rounds 1 + eˣ to 1 and gives 0."""
     x = np.linspace(-80, -10, 1000).astype(np.float32)

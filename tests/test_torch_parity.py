@@ -276,6 +276,14 @@ CASES = {
         [(4, 3), (4, 3)],
         (-2, 2),
     ),
+    "gaussian_kl_two_gaussians": (
+        F.gaussian_kl,
+        lambda mq, lq, mp, lp: torch.distributions.kl_divergence(
+            torch.distributions.Normal(mq, (lq / 2).exp()), torch.distributions.Normal(mp, (lp / 2).exp())
+        ).sum(-1),
+        [(4, 3), (4, 3), (4, 3), (3,)],
+        (-2, 2),
+    ),
 }
 
 
