@@ -13,7 +13,7 @@ setup(
     packages=find_packages(include=["npgen", "npgen.*"]),
     package_data={"npgen": ["mnist/*.gz", "mnist/MD5SUMS.uncompressed"]},
     python_requires=">=3.9",
-    install_requires=["numpy>=1.24", "scipy>=1.10", "matplotlib>=3.6", "tqdm>=4.60"],
+    install_requires=["numpy>=1.24", "scipy>=1.10", "matplotlib>=3.6", "tqdm>=4.60", "threadpoolctl>=3"],
     extras_require={
         "test": ["pytest>=7", "ruff==0.17.6", "hypothesis>=6"],
         "gpu": ["cupy-cuda12x[ctk]>=14"],  # ctk: the CUDA libraries cupy loads at run time (cuRAND, cuBLAS, NVRTC…)

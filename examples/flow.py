@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 import npgen
 from npgen import backend, checkpoint, runs
@@ -155,7 +154,7 @@ def main() -> None:
     steps_per_epoch = len(loader)
     for epoch in range(len(history) + 1, args.epochs + 1):
         start, losses, grad_norms = time.perf_counter(), [], []
-        batches = tqdm(loader, desc=f"epoch {epoch}/{args.epochs}", leave=False)
+        batches = runs.progress(loader, f"epoch {epoch}/{args.epochs}")
         for step, x in enumerate(batches, 1):
             if args.lr_schedule == "cosine":  # set from the step's index alone, so a resumed run continues it
                 lr = cosine_annealing(args.lr, (epoch - 1) * steps_per_epoch + step - 1, args.epochs * steps_per_epoch)
@@ -199,7 +198,7 @@ def main() -> None:
         if val <= min(h["val_bpd"] for h in history):
             checkpoint.save(best_path, flow=flow, history=history)
 
-    results = {"args": {k: str(v) for k, v in vars(args).items()}, "parameters": n_params, "epochs": history}
+    results = {"args": runs.flags(args), "parameters": n_params, "epochs": history}
     results["test_bpd"] = mean_bpd(flow, test)
     print(f"test {results['test_bpd']:.4f} bits/dim after epoch {len(history)}")
     if history:

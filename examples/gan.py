@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 import npgen
 from npgen import backend, checkpoint, metrics, runs
@@ -177,10 +176,8 @@ def main() -> None:
 
     for epoch in range(len(history) + 1, args.epochs + 1):
         start, sums = time.perf_counter(), {}
-        batches = tqdm(
-            DataLoader(real_images, batch_size=args.batch_size, drop_last=True),
-            desc=f"epoch {epoch}/{args.epochs}",
-            leave=False,
+        batches = runs.progress(
+            DataLoader(real_images, batch_size=args.batch_size, drop_last=True), f"epoch {epoch}/{args.epochs}"
         )
         for real in batches:
             stats = train_step(generator, discriminator, opt_g, opt_d, real, saturating=args.g_loss == "saturating")
@@ -220,7 +217,7 @@ def main() -> None:
     curves.update({"2 ln 2": [2 * math.log(2)] * len(history), "ln 2": [math.log(2)] * len(history)})
     save_curves(curves, args.out / "losses.png", "epoch", "loss (nats)", f"GAN losses ({args.g_loss} L_G)")
     results = {
-        "args": {k: str(v) for k, v in vars(args).items()},
+        "args": runs.flags(args),
         "epochs": history,
         "saturation": state.get("saturation"),
     }

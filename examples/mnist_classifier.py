@@ -13,7 +13,6 @@ import json
 import time
 
 import numpy as np
-from tqdm import tqdm
 
 import npgen
 from npgen import F, backend, nn, runs
@@ -72,7 +71,7 @@ def main() -> None:
     losses, epochs = [], []
     for epoch in range(1, args.epochs + 1):
         start = time.perf_counter()
-        batches = tqdm(DataLoader(train_x, train_y, batch_size=args.batch_size), desc=f"epoch {epoch}", leave=False)
+        batches = runs.progress(DataLoader(train_x, train_y, batch_size=args.batch_size), f"epoch {epoch}")
         for step, (x, y) in enumerate(batches, 1):
             loss = F.cross_entropy(model(x), y)
             opt.zero_grad()
@@ -94,7 +93,7 @@ def main() -> None:
         print(f"epoch {epoch}: train loss {train_loss:.4f}  test accuracy {test_accuracy:.4f}  {seconds:.1f} s")
 
     metrics = {
-        "args": {k: str(v) for k, v in vars(args).items()},
+        "args": runs.flags(args),
         "epochs": epochs,
         "test_accuracy": epochs[-1]["test_accuracy"],
     }

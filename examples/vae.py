@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 from scipy.stats import norm
-from tqdm import tqdm
 
 import npgen
 from npgen import backend, checkpoint, runs
@@ -94,7 +93,7 @@ def evaluate(model: VAE, images: object, batch_size: int = 1000) -> dict[str, fl
 def test_log_likelihood(model: VAE, images: object, k: int, batch_size: int = 100) -> float:
     """Mean importance-weighted log p(x) over ``images`` (nats), with k samples per image."""
     total = 0.0
-    for x in tqdm(DataLoader(images, batch_size=batch_size, shuffle=False), desc=f"test log-likelihood, k={k}"):
+    for x in runs.progress(DataLoader(images, batch_size=batch_size, shuffle=False), f"test log-likelihood, k={k}"):
         total += model.log_likelihood(x, k=k).sum().item()
     return total / len(images)
 
@@ -146,7 +145,7 @@ def main() -> None:
         start = time.perf_counter()
         images = train if dynamic_source is None else binarize(dynamic_source, "dynamic")
         losses = []
-        batches = tqdm(DataLoader(images, batch_size=args.batch_size), desc=f"epoch {epoch}/{args.epochs}", leave=False)
+        batches = runs.progress(DataLoader(images, batch_size=args.batch_size), f"epoch {epoch}/{args.epochs}")
         for step, x in enumerate(batches, 1):
             loss = model.loss(x)
             opt.zero_grad()
@@ -174,7 +173,7 @@ def main() -> None:
             save_sample_grids(model, grid_noise, args.out, grid_epochs[epoch])
         checkpoint.save(path, model=model, optimizer=opt, history=history, config=config)
 
-    results = {"args": {k: str(v) for k, v in vars(args).items()}, "epochs": history}
+    results = {"args": runs.flags(args), "epochs": history}
     results["test"] = scores = evaluate(model, test)
     print(f"test −ELBO {scores['neg_elbo']:.2f} nats (recon {scores['reconstruction']:.2f}, KL {scores['kl']:.2f})")
     if args.iw_samples:

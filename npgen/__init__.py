@@ -1,7 +1,7 @@
 """npgen: a minimal, readable NumPy library for generative models, with a CuPy backend.
 
 The public face, in PyTorch's vocabulary: Tensor, tensor, no_grad, manual_seed,
-gradcheck, jacobian, and the modules nn, optim, functional (as F), data and checkpoint; viz draws
+gradcheck, jacobian, load_run, and the modules nn, optim, functional (as F), data and checkpoint; viz draws
 the graph of a computation, runs holds what the training scripts share.
 """
 
@@ -16,6 +16,7 @@ from . import functional as F
 from .backend import get_array_module, manual_seed, use_backend
 from .core import Function, Tensor, is_grad_enabled, no_grad, tensor
 from .gradcheck import GradcheckError, gradcheck, jacobian
+from .runs import Run, load_run
 
 __version__ = "0.1.0"
 
@@ -49,6 +50,7 @@ __all__ = [
     "F",
     "Function",
     "GradcheckError",
+    "Run",
     "Tensor",
     "backend",
     "checkpoint",
@@ -57,6 +59,7 @@ __all__ = [
     "get_array_module",
     "gradcheck",
     "is_grad_enabled",
+    "load_run",
     "jacobian",
     "manual_seed",
     "nn",

@@ -117,9 +117,12 @@ def _read(path: Path, arrays: bool = True) -> tuple[dict[str, Any], dict[str, np
     return meta, contents
 
 
-def load(path: str | Path, **objects: Any) -> dict[str, Any]:
+def load(path: str | Path, restore_rng: bool = False, **objects: Any) -> dict[str, Any]:
     """Load into the named Modules and Optimizers (on their current devices); returns the metadata.
 
+    With ``restore_rng`` npgen's random generators go back to their saved states too, so a
+    resumed run draws what the uninterrupted run would have drawn (``runs.resume`` asks for it);
+    without it, loading weights to look at them leaves the caller's random stream alone.
     Everything is checked first; on any mismatch a CheckpointError names it and no object
     (nor the random generators) has been changed.
     """
@@ -146,7 +149,7 @@ def load(path: str | Path, **objects: Any) -> dict[str, Any]:
         plans.append((obj, state))
     for obj, state in plans:
         obj.load_state_dict(state)
-    for b in backend.registered_backends():
+    for b in backend.registered_backends() if restore_rng else []:
         if b.name in meta["rng"]:
             b.rng.set_state(meta["rng"][b.name])
     return meta["metadata"]

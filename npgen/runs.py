@@ -13,15 +13,19 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import math
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 from . import backend, checkpoint
+
+T = TypeVar("T")
 
 
 def _number(kind: Callable[[str], Any], test: Callable[[Any], bool], wanted: str) -> Callable[[str], Any]:
@@ -55,6 +59,12 @@ def add_run_flags(parser: argparse.ArgumentParser, out: str, available: int, res
     )
     parser.add_argument("--seed", type=nonnegative_int, default=0, help="seed of every random draw")
     parser.add_argument("--backend", choices=["numpy", "cupy"], default="numpy", help="numpy or cupy (a GPU)")
+    parser.add_argument(
+        "--threads",
+        type=nonnegative_int,
+        default=1,
+        help="BLAS threads for numpy's matrix products (0: the BLAS's own default, all cores); see README",
+    )
     written = "metrics, checkpoints and figures" if resume else "metrics and figures"
     parser.add_argument("--out", type=Path, default=Path(out), help=f"directory for {written}")
     if resume:
@@ -67,7 +77,39 @@ def parse_run_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
     available = parser.get_default("train_size")
     if args.train_size > available:
         parser.error(f"--train-size {args.train_size}: there are only {available:,} training images")
+    use_threads(args.threads)
     return args
+
+
+def use_threads(threads: int) -> None:
+    """Let numpy's BLAS use ``threads`` threads from now on (0 leaves the BLAS's own setting: all cores).
+
+    One thread is the scripts' default: on 2 cores it costs 10–30% on a quiet machine and is 2–3×
+    faster while another run shares the machine, where BLAS threads spin against each other
+    (``benchmarks/threads.py``). The thread count changes how a matrix product splits its sums,
+    so the last bits of a run's numbers depend on it.
+    """
+    if threads:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(threads, user_api="blas")
+
+
+def progress(iterable: Iterable[T], description: str) -> Iterable[T]:
+    """``iterable`` with a tqdm progress bar on a terminal; unchanged when output goes to a file or pipe.
+
+    A bar redraws itself several times a second: in a log file that is kilobytes of carriage returns.
+    """
+    if not sys.stderr.isatty():
+        return iterable
+    from tqdm import tqdm
+
+    return tqdm(iterable, desc=description, leave=False)
+
+
+def flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The parsed flags as JSON values of their own types (numbers stay numbers; paths become text)."""
+    return {k: v if isinstance(v, (int, float, str, bool, type(None))) else str(v) for k, v in vars(args).items()}
 
 
 def prepare_out(out: Path, resume: bool = False) -> None:
@@ -158,9 +200,8 @@ def use_backend(name: str) -> None:
 
 def configuration(args: argparse.Namespace, may_change: set[str]) -> dict[str, Any]:
     """The flags that define the run (all but ``may_change``, --out and --resume) and the script, JSON-ready."""
-    skip = may_change | {"resume", "out"}
-    config = {k: v if isinstance(v, (int, float, str, bool, type(None))) else str(v) for k, v in vars(args).items()}
-    return {"script": Path(sys.argv[0]).name, **{k: v for k, v in config.items() if k not in skip}}
+    skip = may_change | {"resume", "out", "threads"}  # threads: a speed setting, free to change on --resume
+    return {"script": Path(sys.argv[0]).name, **{k: v for k, v in flags(args).items() if k not in skip}}
 
 
 def resume(
@@ -197,7 +238,7 @@ def resume(
     if epochs < done:
         raise SystemExit(f"--resume --epochs {epochs}: the run in {path} has done {done} epochs already")
     try:
-        return checkpoint.load(path, **objects)
+        return checkpoint.load(path, restore_rng=True, **objects)
     except checkpoint.CheckpointError as error:
         raise SystemExit(f"--resume: {error}") from None
 
@@ -227,3 +268,69 @@ def stop_if_not_finite(value: float, what: str, epoch: int, step: int, kept: Pat
     if not math.isfinite(value):
         saved = f"the last good checkpoint is kept at {kept}" if kept and kept.exists() else "no checkpoint was written"
         raise SystemExit(f"non-finite {what} ({value}) at epoch {epoch}, step {step}: stopping; {saved}")
+
+
+@dataclass
+class Run:
+    """A training run read back from its ``--out``: flags, per-epoch history, final metrics, trained modules."""
+
+    out: Path
+    flags: dict[str, Any]  # the flags that define the run, typed (as its checkpoint records them)
+    history: list[dict[str, Any]]  # one entry per finished epoch
+    metrics: dict[str, Any] | None  # metrics.json, or None for a run that was stopped before writing it
+    modules: dict[str, Any] = field(default_factory=dict)  # by checkpoint name, in evaluation mode
+
+    @property
+    def model(self) -> Any:
+        """The model to study: the VAE, the GAN's generator (the averaged one if the run kept it), the flow."""
+        return next(iter(self.modules.values()))
+
+
+def load_run(out: str | Path, best: bool = False) -> Run:
+    """Load the run in ``out`` (finished or interrupted) for analysis, without its optimizers.
+
+    The modules are rebuilt from the flags the checkpoint records and loaded from
+    ``checkpoint.npz`` (``best``: the flow's ``best.npz``), on the current backend; npgen's random
+    stream is left alone. ``load_run("runs/vae").model`` is the trained VAE.
+    """
+    out = Path(out)
+    path = out / ("best.npz" if best else "checkpoint.npz")
+    try:
+        flags = checkpoint.read_metadata(out / "checkpoint.npz").get("config")
+        metadata = checkpoint.read_metadata(path)
+    except (FileNotFoundError, checkpoint.CheckpointError) as error:
+        raise SystemExit(f"load_run: {error}") from None
+    if not flags or flags.get("script") not in _MODULE_BUILDERS:
+        raise SystemExit(f"load_run: {out} holds no run of vae.py, gan.py or flow.py (its flags: {flags})")
+    modules = _MODULE_BUILDERS[flags["script"]](flags)
+    try:
+        checkpoint.load(path, **modules)
+    except checkpoint.CheckpointError as error:
+        raise SystemExit(f"load_run: {error}") from None
+    for module in modules.values():
+        module.eval()
+    metrics_path = out / "metrics.json"
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else None
+    return Run(out, flags, metadata.get("history", []), metrics, modules)
+
+
+def _vae_modules(flags: dict[str, Any]) -> dict[str, Any]:
+    from .models import VAE
+
+    return {"model": VAE(hidden=flags["hidden"], z_dim=flags["zdim"])}
+
+
+def _gan_modules(flags: dict[str, Any]) -> dict[str, Any]:
+    from .models import Discriminator, Generator
+
+    averaged = {"generator_ema": Generator(flags["latent_dim"])} if flags.get("ema") else {}
+    return {**averaged, "generator": Generator(flags["latent_dim"]), "discriminator": Discriminator()}
+
+
+def _flow_modules(flags: dict[str, Any]) -> dict[str, Any]:
+    from .models import Flow
+
+    return {"flow": Flow(n_flows=flags["n_flows"], n_hidden=flags["hidden"])}
+
+
+_MODULE_BUILDERS = {"vae.py": _vae_modules, "gan.py": _gan_modules, "flow.py": _flow_modules}

@@ -35,9 +35,22 @@ def test_resuming_from_a_checkpoint_continues_exactly_like_an_uninterrupted_run(
     first = _train(model, opt, 3)
     checkpoint.save(tmp_path / "ck.npz", model=model, optimizer=opt, epoch=3, history=first)
     model, opt = _setup(seed=99)  # a different start: everything must come from the file
-    meta = checkpoint.load(tmp_path / "ck.npz", model=model, optimizer=opt)
+    meta = checkpoint.load(tmp_path / "ck.npz", restore_rng=True, model=model, optimizer=opt)
     assert meta == {"epoch": 3, "history": first}
     assert first + _train(model, opt, 3) == straight
+
+
+def test_loading_leaves_the_random_stream_alone_unless_asked(tmp_path):
+    model, opt = _setup()
+    checkpoint.save(tmp_path / "ck.npz", model=model, optimizer=opt)
+    saved_draw = npgen.randn(3).numpy()
+    npgen.manual_seed(123)
+    expected = npgen.randn(3).numpy()
+    npgen.manual_seed(123)
+    checkpoint.load(tmp_path / "ck.npz", model=model)
+    assert np.array_equal(npgen.randn(3).numpy(), expected)
+    checkpoint.load(tmp_path / "ck.npz", restore_rng=True, model=model)
+    assert np.array_equal(npgen.randn(3).numpy(), saved_draw)
 
 
 def test_saving_leaves_no_temporary_file_and_replaces_the_old_one(tmp_path):

@@ -306,7 +306,7 @@ def test_resume_refuses_flags_that_change_the_run_and_allows_more_epochs(tmp_pat
     done = run("vae.py", *VAE_QUICK, "--epochs", "2", "--iw-samples", "3", "--resume", "--out", str(tmp_path))
     assert done.returncode == 0 and "resumed" in done.stdout, done.stderr[-2000:]
     recorded = json.loads((tmp_path / "metrics.json").read_text())["args"]
-    assert recorded["lr"] == "0.001" and recorded["epochs"] == "2" and recorded["iw_samples"] == "3"
+    assert recorded["lr"] == 0.001 and recorded["epochs"] == 2 and recorded["iw_samples"] == 3  # typed, not text
 
 
 def test_a_flow_run_stopped_between_its_two_checkpoint_writes_reports_the_true_best(tmp_path):
