@@ -1,14 +1,19 @@
-"""Optimizers: SGD (with momentum) and Adam, updating parameters in place as PyTorch does; gradient clipping."""
+"""Optimizers: SGD (with momentum) and Adam, updating parameters in place as PyTorch does; gradient clipping;
+an exponential moving average of a model's weights."""
 
 from __future__ import annotations
 
+import copy
 import math
 import threading
 from collections.abc import Iterable
 from typing import Any, Callable
 
+import numpy as np
+
 from . import backend, checks
-from .core import Tensor
+from .core import Tensor, no_grad
+from .nn import BatchNorm1d, Module
 
 
 class Optimizer:
@@ -304,3 +309,64 @@ def clip_grad_norm(params: Iterable[Tensor], max_norm: float) -> float:
         for g in grads:
             g *= factor
     return norm
+
+
+# --- an averaged copy of a model: weights that move slower than the optimizer's --------------------
+class ExponentialMovingAverage(Module):
+    """A copy of ``module`` whose parameters follow its own: θ_avg ← β·θ_avg + (1 − β)·θ at each ``update``.
+
+    The average of the last ~1/(1 − β) steps' weights: where training oscillates around a good
+    point (a GAN's generator in its minimax game), the average sits nearer that point than any one
+    step. The semantics of PyTorch's ``AveragedModel(module, multi_avg_fn=get_ema_multi_avg_fn(β))``:
+    the first update copies the parameters, each later one moves them 1 − β of the way to the
+    model's; buffers (BatchNorm's running statistics) are copied from the model, not averaged, and
+    ``state_dict`` holds ``n_averaged`` and ``module.<name>``, as PyTorch's does. The copied
+    statistics were measured with the live weights; ``update_batch_norm`` measures them for the
+    averaged ones.
+    """
+
+    def __init__(self, module: Module, decay: float = 0.999):
+        super().__init__()
+        checks.number("ExponentialMovingAverage", "decay", decay, checks.PROBABILITY)
+        self.decay = decay
+        self.module = copy.deepcopy(module)
+        self.register_buffer("n_averaged", backend.get_array_module(module.parameters()[0].data).zeros((), np.int64))
+
+    def forward(self, *args: Any) -> Any:
+        return self.module(*args)
+
+    def update(self, model: Module) -> None:
+        """Move the averaged parameters towards ``model``'s (copy them on the first call); copy its buffers."""
+        with no_grad():
+            for average, current in zip(self.module.parameters(), model.parameters()):
+                if self.n_averaged == 0:
+                    average.data[...] = current.data
+                else:  # θ_avg + (1 − β)(θ − θ_avg) = β·θ_avg + (1 − β)·θ, as torch's lerp computes it
+                    average.data += (1 - self.decay) * (current.data - average.data)
+                average._version[0] += 1
+            for (_, average), (_, current) in zip(self.module.named_buffers(), model.named_buffers()):
+                average[...] = current
+        self.n_averaged += 1
+
+
+def update_batch_norm(module: Module, batches: Iterable[Any]) -> None:
+    """Measure the BatchNorm layers' running statistics afresh: the plain average over ``batches`` (no gradient).
+
+    As ``torch.optim.swa_utils.update_bn``: the statistics are reset, then the k-th batch enters
+    with momentum 1/k, so after K batches the running mean and variance are the mean of the K
+    batches' statistics. For an averaged model, whose weights never produced the statistics
+    its buffers hold; the module's mode and momenta are restored afterwards.
+    """
+    norms = [m for _, m in module.named_modules() if isinstance(m, BatchNorm1d)]
+    momenta, training = [bn.momentum for bn in norms], module.training
+    for bn in norms:
+        bn.running_mean[...], bn.running_var[...], bn.num_batches_tracked[...] = 0, 1, 0
+    module.train()
+    with no_grad():
+        for k, x in enumerate(batches, 1):
+            for bn in norms:
+                bn.momentum = 1 / k
+            module(x)
+    for bn, momentum in zip(norms, momenta):
+        bn.momentum = momentum
+    module.train(training)
