@@ -288,8 +288,9 @@ def main() -> None:
             f"epoch {epoch:3d}  L_D {means['loss_d']:.3f}  L_G {means['loss_g']:.3f}  D(x) {means['d_real']:.3f}"
             f"  D(G(z)) {means['d_fake']:.3f}  {history[-1]['seconds']:5.1f} s"
         )
+        model = sampler()  # the averaged generator's statistics, measured once: for the scores, figures and save
         if coverage and (epoch % args.coverage_every == 0 or epoch == args.epochs):
-            history[-1]["coverage"] = scores = coverage.score(sampler())
+            history[-1]["coverage"] = scores = coverage.score(model)
             if average:  # the live generator too: what the averaging changes, epoch by epoch
                 history[-1]["coverage_live"] = coverage.score(generator)
             fractions = scores["class_fractions"]
@@ -298,7 +299,7 @@ def main() -> None:
         print(line, flush=True)
         if epoch in tags:
             tag = tags[epoch]
-            save_grid(generate(sampler(), grid_z), args.out / f"samples_{tag}.png", nrow=5, title=tag.replace("_", " "))
+            save_grid(generate(model, grid_z), args.out / f"samples_{tag}.png", nrow=5, title=tag.replace("_", " "))
         checkpoint.save(
             path,
             generator=generator,
@@ -321,7 +322,8 @@ def main() -> None:
     results["seconds_per_epoch"] = float(np.median([h["seconds"] for h in history])) if history else None
     if args.n_eval:
         eval_z = figure_rng.standard_normal((args.n_eval, args.latent_dim), np.float32)
-        samples = generate(sampler(), eval_z)
+        model = sampler()
+        samples = generate(model, eval_z)
         np.save(args.out / "samples.npy", samples)
         classifier = metrics.load_classifier()
         reference, rows = metrics.reference_scores(classifier)
@@ -330,7 +332,7 @@ def main() -> None:
             results["quality"]["gan_samples_live"] = metrics.score(generate(generator, eval_z), classifier, reference)
         results["quality"].update(rows)
         interpolation_figure(
-            sampler(),
+            model,
             classifier,
             figure_rng.standard_normal((100, args.latent_dim), np.float32),
             args.out / "interpolation.png",

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 from . import backend, checkpoint
+from .optim import ExponentialMovingAverage
 
 T = TypeVar("T")
 
@@ -307,6 +308,7 @@ def load_run(out: str | Path, best: bool = False) -> Run:
         checkpoint.load(path, **modules)
     except checkpoint.CheckpointError as error:
         raise SystemExit(f"load_run: {error}") from None
+    modules = {name: m.module if isinstance(m, ExponentialMovingAverage) else m for name, m in modules.items()}
     for module in modules.values():
         module.eval()
     metrics_path = out / "metrics.json"
@@ -323,7 +325,7 @@ def _vae_modules(flags: dict[str, Any]) -> dict[str, Any]:
 def _gan_modules(flags: dict[str, Any]) -> dict[str, Any]:
     from .models import Discriminator, Generator
 
-    averaged = {"generator_ema": Generator(flags["latent_dim"])} if flags.get("ema") else {}
+    averaged = {"generator_ema": ExponentialMovingAverage(Generator(flags["latent_dim"]))} if flags.get("ema") else {}
     return {**averaged, "generator": Generator(flags["latent_dim"]), "discriminator": Discriminator()}
 
 

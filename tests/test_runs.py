@@ -198,7 +198,7 @@ def test_the_metrics_command_reads_integer_samples_by_value_and_checks_tanh_rang
 
 # --- the example scripts ------------------------------------------------------------------------------
 
-GAN_QUICK = ["--train-size", "640", "--n-eval", "0"]
+GAN_QUICK = ["--train-size", "640", "--n-eval", "0", "--coverage-every", "0"]
 CLASSIFIER_QUICK = ["--train-size", "2000"]
 
 
