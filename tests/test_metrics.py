@@ -74,3 +74,16 @@ def test_the_scoring_command_refuses_a_wrong_shape_by_name(small_classifier, tmp
         SystemExit, match=r"bad.npy: expected an array of shape \(N, 784\) with N ≥ 2, got \(5, 28, 28\)"
     ):
         metrics.main()
+
+
+def test_the_first_use_of_the_classifier_says_what_it_does_and_how_long_it_takes(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("NPGEN_CACHE", str(tmp_path))
+    monkeypatch.setitem(metrics.CLASSIFIER, "hidden", 8)
+    monkeypatch.setitem(metrics.CLASSIFIER, "epochs", 2)
+    monkeypatch.setitem(metrics.CLASSIFIER, "batch_size", 1000)
+    metrics.load_classifier()
+    lines = capsys.readouterr().out.splitlines()
+    assert "training it once now" in lines[0] and "about a minute" in lines[0] and str(tmp_path) in lines[0]
+    assert "epoch 1/2" in lines[1] and "s left" in lines[1] and "test accuracy" in lines[-1]
+    metrics.load_classifier()
+    assert capsys.readouterr().out == ""  # cached: loaded without a word
