@@ -10,6 +10,7 @@ official 10,000 test images at the end (integer pixels 0..255, no rescaling). Wr
     best.npz             the epoch with the lowest validation bits/dim (also scored on the test set)
     bpd.png              train and validation bits/dim per epoch
     samples_*.png        5×5 samples after epoch 1, halfway and at the end (temperature 1 and 0.7)
+    samples.npy          --n-samples samples of the best epoch, temperature 1, in [0, 1] (python -m npgen.metrics)
 """
 
 from __future__ import annotations
@@ -58,6 +59,9 @@ def parse_args() -> argparse.Namespace:
         type=runs.nonnegative_float,
         default=10.0,
         help="clip the global gradient norm to this (0: off); typical norms are about 1",
+    )
+    parser.add_argument(
+        "--n-samples", type=runs.nonnegative_int, default=10_000, help="samples written to samples.npy (0: none)"
     )
     runs.add_run_flags(parser, "runs/flow", TRAIN)
     return runs.parse_run_args(parser)
@@ -112,6 +116,30 @@ def repair_best(best_path: Path, flow: Flow, history: list[dict]) -> None:
     checkpoint.save(best_path, flow=flow, history=history)
 
 
+def refuse_extending_a_cosine_run(path: Path, args: argparse.Namespace) -> None:
+    """Stop a --resume that changes --epochs of a cosine-schedule run, saying why it cannot be done."""
+    saved = (checkpoint.read_metadata(path).get("config") or {}) if path.is_file() else {}
+    if saved.get("lr_schedule") == "cosine" and args.lr_schedule == "cosine" and saved.get("epochs") != args.epochs:
+        raise SystemExit(
+            f"--resume: --epochs was {saved.get('epochs')}, now {args.epochs}: this run's cosine schedule anneals"
+            f" the learning rate to 0 over its {saved.get('epochs')} epochs, and each step's rate depends on that"
+            " length, so other epochs would change the rates of the steps already taken (at the end it has"
+            f" reached 0 and would jump back up). Resume with --epochs {saved.get('epochs')}, or start a new run;"
+            " a --lr-schedule constant run can be extended."
+        )
+
+
+def save_sample_file(flow: Flow, n: int, seed: int, out: Path) -> None:
+    """``n`` samples at temperature 1 as samples.npy, pixels in [0, 1] like the other models' (for npgen.metrics)."""
+    rng = np.random.default_rng(seed + 3)  # a stream of its own: the file does not depend on anything else drawn
+    batches = []
+    with npgen.no_grad():
+        for start in range(0, n, 1000):
+            z = rng.standard_normal((min(1000, n - start), flow.dim), np.float32)
+            batches.append(flow.sample(len(z), 1.0, z=backend.on_device(z)).numpy() / 255)
+    np.save(out / "samples.npy", np.concatenate(batches).astype(np.float32))
+
+
 def save_samples(flow: Flow, z: np.ndarray, out: Path, tag: str) -> None:
     """5×5 samples from fixed noise at temperature 1 and 0.7 (lower temperature: cleaner, less varied)."""
     for temperature in (1.0, 0.7):
@@ -127,7 +155,7 @@ def main() -> None:
     npgen.manual_seed(args.seed)
     runs.prepare_out(args.out, args.resume)
     # --epochs may grow on --resume under a constant rate; a cosine schedule is laid over the run's epochs
-    config = runs.configuration(args, {"epochs"} if args.lr_schedule == "constant" else set())
+    config = runs.configuration(args, {"epochs", "n_samples"} if args.lr_schedule == "constant" else {"n_samples"})
     train_images, _ = load_mnist("train")
     test_images, _ = load_mnist("test")
     on_device = backend.on_device
@@ -146,6 +174,7 @@ def main() -> None:
     if args.resume:
         # checkpoints from before --lr-schedule existed were trained at a constant rate
         added = {"lr_schedule": "constant"}
+        refuse_extending_a_cosine_run(path, args)
         history = runs.resume(path, config, args.epochs, added, flow=flow, optimizer=opt)["history"]
         print(f"resumed from {path} after epoch {len(history)}")
         repair_best(best_path, flow, history)
@@ -206,6 +235,8 @@ def main() -> None:
         checkpoint.load(best_path, flow=flow)
         results["best_epoch"], results["best_test_bpd"] = best, mean_bpd(flow, test)
         print(f"lowest validation bits/dim at epoch {best}: test {results['best_test_bpd']:.4f} bits/dim")
+    if args.n_samples:
+        save_sample_file(flow, args.n_samples, args.seed, args.out)
     # the median, which one epoch that shared the machine does not move
     results["seconds_per_epoch"] = float(np.median([h["seconds"] for h in history])) if history else None
     results.update(memory_mib())

@@ -30,7 +30,7 @@ import npgen
 from npgen import backend, checkpoint, runs
 from npgen.data import DataLoader, binarize, load_mnist
 from npgen.models import VAE
-from npgen.plot import save_curves, save_grid
+from npgen.plot import image_grid, plt, save_curves, save_grid
 
 VALIDATION = 10_000
 TRAIN = 60_000 - VALIDATION
@@ -107,13 +107,22 @@ def save_sample_grids(model: VAE, noise: tuple[np.ndarray, np.ndarray], out: Pat
 
 
 def save_manifold(model: VAE, out: Path, n: int = 20) -> None:
-    """Decoder means over z = (Φ⁻¹(u₁), Φ⁻¹(u₂)) with u = (i + 0.5)/n: no grid point at ±∞."""
+    """Decoder means over z = (Φ⁻¹(u₁), Φ⁻¹(u₂)) with u = (i + 0.5)/n: no grid point at ±∞; axes in z."""
     u = (np.arange(n) + 0.5) / n
-    z1, z2 = np.meshgrid(norm.ppf(u), norm.ppf(u)[::-1])
+    z1, z2 = np.meshgrid(norm.ppf(u), norm.ppf(u)[::-1])  # z₂ grows upwards, as on a plot
     z = np.stack([z1.ravel(), z2.ravel()], axis=1).astype(np.float32)
     with npgen.no_grad():
         means = npgen.F.sigmoid(model.decode(npgen.Tensor(backend.on_device(z))))
-    save_grid(means, out / "manifold.png", nrow=n, title="decoder means over the 2-D latent space", pad=0)
+    fig, ax = plt.subplots(figsize=(7.5, 7.5))
+    ax.imshow(image_grid(means, nrow=n, pad=0), cmap="gray", vmin=0, vmax=1)
+    ticks = np.arange(0, n, 3)
+    centres = 28 * ticks + 13.5  # the middle of each tile, in pixels
+    ax.set_xticks(centres, [f"{v:.2f}" for v in norm.ppf(u)[ticks]], fontsize=8)
+    ax.set_yticks(centres, [f"{v:.2f}" for v in norm.ppf(u)[::-1][ticks]], fontsize=8)
+    ax.set(xlabel="z₁ = Φ⁻¹(u₁)", ylabel="z₂ = Φ⁻¹(u₂)")
+    ax.set_title(f"decoder means on a {n}×{n} inverse-CDF grid of the 2-D latent space (u = (i + ½)/{n})", fontsize=9)
+    fig.savefig(out / "manifold.png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
 
 
 def main() -> None:

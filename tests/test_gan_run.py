@@ -8,11 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from example_runs import run_numbers, run_ok
 
 import npgen
 from npgen import checkpoint, metrics
 from npgen.models import Generator
+
+from example_runs import run_numbers, run_ok
 
 TINY = ["--train-size", "320", "--save-interval", "1000", "--coverage-samples", "200", "--n-eval", "200"]
 

@@ -330,6 +330,9 @@ def test_a_cosine_flow_run_refuses_other_epochs_on_resume(tmp_path):
     assert run("flow.py", *FLOW_QUICK, "--epochs", "1", "--out", str(tmp_path)).returncode == 0
     done = run("flow.py", *FLOW_QUICK, "--epochs", "2", "--resume", "--out", str(tmp_path))
     assert done.returncode == 1 and "--epochs was 1, now 2" in done.stderr, done.stderr[-2000:]
+    assert "anneals the learning rate to 0 over its 1 epochs" in done.stderr and "--lr-schedule constant" in done.stderr
+    samples = np.load(tmp_path / "samples.npy")  # like every model's: scored by python -m npgen.metrics
+    assert samples.shape == (10_000, 784) and samples.dtype == np.float32 and 0 <= samples.min() <= samples.max() <= 1
 
 
 def test_a_flow_run_killed_mid_schedule_resumes_to_the_uninterrupted_numbers(tmp_path):
