@@ -96,16 +96,15 @@ def use_threads(threads: int) -> None:
         threadpool_limits(threads, user_api="blas")
 
 
-def progress(iterable: Iterable[T], description: str) -> Iterable[T]:
-    """``iterable`` with a tqdm progress bar on a terminal; unchanged when output goes to a file or pipe.
+def progress(iterable: Iterable[T], description: str) -> Any:
+    """``iterable`` with a tqdm progress bar on a terminal, and without one when output goes to a file or pipe.
 
-    A bar redraws itself several times a second: in a log file that is kilobytes of carriage returns.
+    A bar redraws itself several times a second: in a log file that is kilobytes of carriage
+    returns. Disabled, tqdm still iterates and still takes ``set_postfix``, doing nothing.
     """
-    if not sys.stderr.isatty():
-        return iterable
     from tqdm import tqdm
 
-    return tqdm(iterable, desc=description, leave=False)
+    return tqdm(iterable, desc=description, leave=False, disable=not sys.stderr.isatty())
 
 
 def flags(args: argparse.Namespace) -> dict[str, Any]:

@@ -409,3 +409,27 @@ def test_a_refused_batch_leaves_batch_norm_statistics_untouched():
 def test_binary_cross_entropy_takes_a_number_as_target():
     loss = npgen.F.binary_cross_entropy_with_logits(npgen.zeros(2, 3), 1.0)
     assert loss.item() == pytest.approx(np.log(2))
+
+
+def test_progress_bars_stay_out_of_logs_but_keep_their_interface(capsys):
+    """Output to a file or pipe gets no bar (kilobytes of redraws in a log); set_postfix still works."""
+    batches = runs.progress(range(3), "epoch 1/1")
+    assert list(batches) == [0, 1, 2] and len(batches) == 3
+    batches.set_postfix(loss="0.1")
+    assert capsys.readouterr().err == ""
+
+
+def test_threads_flag_sets_the_blas_threads_and_zero_leaves_them(monkeypatch):
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+
+    def blas_threads() -> int:
+        return max(i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas")
+
+    before = blas_threads()
+    try:
+        runs.use_threads(1)
+        assert blas_threads() == 1
+        runs.use_threads(0)
+        assert blas_threads() == 1  # 0 leaves the setting as it is
+    finally:
+        threadpoolctl.threadpool_limits(before, user_api="blas")
