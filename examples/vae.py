@@ -193,7 +193,12 @@ def main() -> None:
     z = backend.on_device(figure_rng.standard_normal((10_000, args.zdim), np.float32))
     np.save(args.out / "samples.npy", model.sample(10_000, z=z)[0].numpy())  # pixel means, for npgen.metrics
     (args.out / "metrics.json").write_text(json.dumps(results, indent=2))
-    curves = {"train": [h["train_neg_elbo"] for h in history], "validation": [h["val_neg_elbo"] for h in history]}
+    # the training number averages the epoch's steps, made while the model improved: at epoch 1 it sits
+    # above validation, which is measured once, after the epoch
+    curves = {
+        "train (mean over the epoch's steps)": [h["train_neg_elbo"] for h in history],
+        "validation (after the epoch)": [h["val_neg_elbo"] for h in history],
+    }
     save_curves(curves, args.out / "elbo.png", "epoch", "negative ELBO (nats per image)", f"VAE, z_dim {args.zdim}")
     if args.zdim == 2:
         save_manifold(model, args.out)
