@@ -1,0 +1,99 @@
+"""README's "What to expect": one strip of sample grids per model, cut from real runs, with each run's numbers.
+
+    python examples/vae.py --epochs 40 --out runs/vae_z20
+    python examples/gan.py --epochs 50 --out runs/gan50_ema0.999
+    python examples/flow.py --epochs 10 --out runs/flow_e10
+    python docs/make_expectations.py        # writes docs/expect/{vae,gan,flow}.png
+
+Each strip puts side by side the grids a run drew from fixed noise before training, after its
+first epoch, halfway and at the end, each captioned with the number the run measured then: the
+validation −ELBO (VAE), the classifier's inception score and Fréchet distance (GAN), the
+validation bits/dim (flow). Nothing is drawn here: every image is the run's own file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from npgen.plot import plt
+
+HERE = Path(__file__).resolve().parent
+
+
+def epoch_grids(out: Path, pattern: str) -> list[tuple[int, Path]]:
+    """(epoch, file) of a run's sample grids matching ``pattern`` (e.g. 'samples_epoch_*.png'), by epoch."""
+    grids = []
+    for path in out.glob(pattern):
+        epoch = int(path.stem.split("epoch_")[1].split("_")[0])
+        grids.append((epoch, path))
+    return sorted(grids)
+
+
+def strip(panels: list[tuple[Path, str]], title: str, path: Path) -> None:
+    """The grids side by side, each with its caption below, and a title above."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 3.1))
+    for ax, (image, caption) in zip(axes, panels):
+        ax.imshow(plt.imread(image))
+        ax.set_axis_off()
+        ax.set_title(caption, fontsize=8, y=-0.14)
+    fig.suptitle(title, fontsize=9)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+
+def history(out: Path) -> dict[int, dict]:
+    """A finished run's per-epoch entries of metrics.json, by epoch."""
+    return {h["epoch"]: h for h in json.loads((out / "metrics.json").read_text())["epochs"]}
+
+
+def vae_strip(out: Path, path: Path) -> None:
+    """Bernoulli samples of the VAE with the validation −ELBO after each epoch shown."""
+    epochs = history(out)
+    panels = [
+        (image, "untrained" if e == 0 else f"epoch {e}: −ELBO {epochs[e]['val_neg_elbo']:.1f}")
+        for e, image in epoch_grids(out, "samples_epoch_*.png")
+    ]
+    strip(panels, f"VAE (z_dim 20), Bernoulli samples: {out}", path)
+
+
+def gan_strip(out: Path, path: Path) -> None:
+    """The GAN's samples from fixed noise, with the classifier's scores of that epoch."""
+    epochs = history(out)
+
+    def caption(e: int) -> str:
+        if e == 0:
+            return "untrained"
+        scores = epochs[e].get("coverage")
+        return f"epoch {e}: IS {scores['inception_score']:.2f}, FD {scores['frechet_distance']:.1f}" if scores else ""
+
+    panels = [(image, caption(e)) for e, image in epoch_grids(out, "samples_epoch_*.png")]
+    strip(panels, f"GAN, samples from fixed noise: {out}", path)
+
+
+def flow_strip(out: Path, path: Path) -> None:
+    """The flow's samples at temperature 1 with the validation bits/dim of that epoch."""
+    epochs = history(out)
+    panels = [(image, f"epoch {e}: {epochs[e]['val_bpd']:.3f} bits/dim") for e, image in epoch_grids(out, "*_T1.0.png")]
+    strip(panels, f"Real NVP, samples at temperature 1: {out}", path)
+
+
+def main() -> None:
+    """Draw the three strips from the runs named by the flags."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--vae", type=Path, default=Path("runs/vae_z20"))
+    parser.add_argument("--gan", type=Path, default=Path("runs/gan50_ema0.999"))
+    parser.add_argument("--flow", type=Path, default=Path("runs/flow_e10"))
+    parser.add_argument("--to", type=Path, default=HERE / "expect")
+    args = parser.parse_args()
+    for name, draw, out in (("vae", vae_strip, args.vae), ("gan", gan_strip, args.gan), ("flow", flow_strip, args.flow)):
+        if not (out / "metrics.json").is_file():
+            raise SystemExit(f"{out}: no finished run there (metrics.json); run the command in this file's docstring")
+        draw(out, args.to / f"{name}.png")
+        print(f"wrote {args.to / name}.png from {out}")
+
+
+if __name__ == "__main__":
+    main()
