@@ -88,7 +88,8 @@ def main() -> None:
     parser.add_argument("--flow", type=Path, default=Path("runs/flow_e10"))
     parser.add_argument("--to", type=Path, default=HERE / "expect")
     args = parser.parse_args()
-    for name, draw, out in (("vae", vae_strip, args.vae), ("gan", gan_strip, args.gan), ("flow", flow_strip, args.flow)):
+    strips = (("vae", vae_strip, args.vae), ("gan", gan_strip, args.gan), ("flow", flow_strip, args.flow))
+    for name, draw, out in strips:
         if not (out / "metrics.json").is_file():
             raise SystemExit(f"{out}: no finished run there (metrics.json); run the command in this file's docstring")
         draw(out, args.to / f"{name}.png")
