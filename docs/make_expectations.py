@@ -3,12 +3,14 @@
     python examples/vae.py --epochs 40 --out runs/vae_z20
     python examples/gan.py --epochs 50 --out runs/gan50_ema0.999
     python examples/flow.py --epochs 10 --out runs/flow_e10
-    python docs/make_expectations.py        # writes docs/expect/{vae,gan,flow}.png
+    python docs/make_expectations.py        # writes docs/expect/{vae,gan,flow,gan_averaged}.png
 
 Each strip puts side by side the grids a run drew from fixed noise before training, after its
 first epoch, halfway and at the end, each captioned with the number the run measured then: the
 validation −ELBO (VAE), the classifier's inception score and Fréchet distance (GAN), the
-validation bits/dim (flow). Nothing is drawn here: every image is the run's own file.
+validation bits/dim (flow). Nothing is drawn here but from a run: every strip image is the run's
+own file, and the GAN's pair of grids (the live generator beside the averaged one) is drawn by
+the run's own two generators, loaded with ``npgen.load_run``, from the latent points of its grids.
 """
 
 from __future__ import annotations
@@ -17,7 +19,10 @@ import argparse
 import json
 from pathlib import Path
 
-from npgen.plot import plt
+import numpy as np
+
+import npgen
+from npgen.plot import image_grid, plt
 
 HERE = Path(__file__).resolve().parent
 
@@ -73,6 +78,29 @@ def gan_strip(out: Path, path: Path) -> None:
     strip(panels, f"GAN, samples from fixed noise: {out}", path)
 
 
+def gan_pair(out: Path, path: Path) -> bool:
+    """The run's live and averaged generators on the 25 latent points of its grids, if it has both."""
+    run = npgen.load_run(out) if (out / "checkpoint.npz").is_file() else None
+    if run is None or "generator_ema" not in run.modules:
+        return False
+    quality = (run.metrics or {}).get("quality", {})
+    z = np.random.default_rng(run.flags["seed"] + 2).standard_normal((25, run.flags["latent_dim"]), np.float32)
+    fig, axes = plt.subplots(1, 2, figsize=(6.4, 3.6))
+    for ax, (name, row) in zip(axes, (("generator", "gan_samples_live"), ("generator_ema", "gan_samples"))):
+        with npgen.no_grad():
+            images = (run.modules[name](npgen.Tensor(z)).numpy() + 1) / 2
+        ax.imshow(image_grid(images, nrow=5), cmap="gray", vmin=0, vmax=1)
+        ax.set_axis_off()
+        scores = quality.get(row)
+        numbers = f": IS {scores['inception_score']:.2f}, FD {scores['frechet_distance']:.2f}" if scores else ""
+        title = "the last step's weights" if name == "generator" else f"their average (β {run.flags['ema']})"
+        ax.set_title(title + numbers, fontsize=8)
+    fig.suptitle(f"GAN after {len(run.history)} epochs, the same latent points: {out}", fontsize=9)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return True
+
+
 def flow_strip(out: Path, path: Path) -> None:
     """The flow's samples at temperature 1 with the validation bits/dim of that epoch."""
     epochs = history(out)
@@ -94,6 +122,8 @@ def main() -> None:
             raise SystemExit(f"{out}: no finished run there (metrics.json); run the command in this file's docstring")
         draw(out, args.to / f"{name}.png")
         print(f"wrote {args.to / name}.png from {out}")
+    if gan_pair(args.gan, args.to / "gan_averaged.png"):
+        print(f"wrote {args.to / 'gan_averaged.png'} from {args.gan}")
 
 
 if __name__ == "__main__":
