@@ -3,7 +3,7 @@
     python examples/vae.py --epochs 40 --out runs/vae_z20
     python examples/gan.py --epochs 50 --out runs/gan50_ema0.999
     python examples/flow.py --epochs 10 --out runs/flow_e10
-    python docs/make_expectations.py        # writes docs/expect/{vae,gan,flow,gan_averaged}.png
+    python docs/make_expectations.py        # docs/expect/: vae, gan, flow, gan_averaged, gan_coverage .png
 
 Each strip puts side by side the grids a run drew from fixed noise before training, after its
 first epoch, halfway and at the end, each captioned with the number the run measured then: the
@@ -17,12 +17,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 
 import npgen
 from npgen.plot import image_grid, plt
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+import gan  # noqa: E402  (examples/gan.py: its coverage figure)
 
 HERE = Path(__file__).resolve().parent
 
@@ -124,6 +128,8 @@ def main() -> None:
         print(f"wrote {args.to / name}.png from {out}")
     if gan_pair(args.gan, args.to / "gan_averaged.png"):
         print(f"wrote {args.to / 'gan_averaged.png'} from {args.gan}")
+    gan.coverage_figure(list(history(args.gan).values()), args.to / "gan_coverage.png")  # the run's own figure
+    print(f"wrote {args.to / 'gan_coverage.png'} from {args.gan}")
 
 
 if __name__ == "__main__":

@@ -211,13 +211,20 @@ def coverage_figure(history: list[dict], path: Path) -> None:
             textcoords="offset points",
         )
     ax.axhline(0.1, color="black", linestyle=":", linewidth=1)
-    ax.set(xlabel="epoch", ylabel="share of the samples", title="each digit's share (1/10: dotted)", ylim=(0, None))
+    title = "each digit's share (1/10: dotted)" + (", averaged generator" if "coverage_live" in scored[0] else "")
+    ax.set(xlabel="epoch", ylabel="share of the samples", title=title, ylim=(0, None))
     ax.legend(ncol=5, fontsize=7, loc="upper right")
-    ax_is.plot(epochs, [h["coverage"]["inception_score"] for h in scored], marker=".")
+    averaged = "coverage_live" in scored[0]  # then the shares above are the averaged generator's
+    for key, label, style in (("coverage", "averaged" if averaged else None, "-"), ("coverage_live", "live", "--")):
+        if key in scored[0]:
+            ax_is.plot(epochs, [h[key]["inception_score"] for h in scored], style, marker=".", label=label)
+            ax_fd.plot(epochs, [h[key]["frechet_distance"] for h in scored], style, marker=".", label=label)
     ax_is.set(xlabel="epoch", title="inception score (10 at best)")
-    ax_fd.plot(epochs, [h["coverage"]["frechet_distance"] for h in scored], marker=".")
     ax_fd.set(xlabel="epoch", title="Fréchet distance to the test set (0 at best)")
     ax_fd.set_yscale("log")
+    if averaged:
+        ax_is.legend(title="generator", fontsize=8)
+        ax_fd.legend(title="generator", fontsize=8)
     for a in (ax, ax_is, ax_fd):
         a.grid(alpha=0.3)
     fig.suptitle("Coverage over training: samples from fixed latent points, scored by npgen's classifier", fontsize=9)
