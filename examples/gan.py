@@ -68,7 +68,10 @@ def parse_args() -> argparse.Namespace:
         "--n-eval", type=runs.nonnegative_int, default=10_000, help="samples scored at the end (0 skips; else ≥ 2)"
     )
     parser.add_argument(
-        "--ema", type=runs.unit_interval, default=0.999, help="sample from an average of G's weights, decay β (0: off)"
+        "--ema",
+        type=runs.unit_interval,
+        default=0.999,
+        help="sample from an average of G's weights, decay β (0: off, the assignment's recipe)",
     )
     parser.add_argument(
         "--coverage-every", type=runs.nonnegative_int, default=1, help="epochs between coverage scores (0: never)"
@@ -296,7 +299,7 @@ def main() -> None:
             f"  D(G(z)) {means['d_fake']:.3f}  {history[-1]['seconds']:5.1f} s"
         )
         model = sampler()  # the averaged generator's statistics, measured once: for the scores, figures and save
-        if coverage and (epoch % args.coverage_every == 0 or epoch == args.epochs):
+        if coverage and epoch % args.coverage_every == 0:  # by the epoch alone: an extended run scores as a longer one
             history[-1]["coverage"] = scores = coverage.score(model)
             if average:  # the live generator too: what the averaging changes, epoch by epoch
                 history[-1]["coverage_live"] = coverage.score(generator)

@@ -13,7 +13,7 @@ good the sample was; for a diagonal Gaussian that gradient is, with ε = (z − 
 
     ∂ log q(z)/∂μ = ε / σ,        ∂ log q(z)/∂ log σ² = ½ (ε² − 1).
 
-Both have the same mean, but f(z) ≈ −100 nats for every sample, so the score function's terms are
+Both have the same mean, but f(z) ≈ −80 nats for every sample, so the score function's terms are
 large numbers that mostly cancel: its variance is orders of magnitude larger. A baseline helps
 (E_q[∇ log q] = 0, so any constant b may be subtracted from f): here the mean of f over the other
 S − 1 samples ("leave one out"), which keeps the estimate unbiased. The same ε_s serve all three

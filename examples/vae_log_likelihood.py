@@ -96,7 +96,13 @@ def trained_vae(args: argparse.Namespace, after_epoch: Callable[[int, VAE], None
     ``after_epoch(epoch, model)`` is called before training (epoch 0) and after every epoch.
     """
     if args.run is not None:
-        model = npgen.load_run(args.run).model
+        try:
+            run = npgen.load_run(args.run)
+        except (OSError, ValueError, npgen.checkpoint.CheckpointError) as error:
+            raise SystemExit(f"--run {args.run}: {error}") from None
+        if run.flags["script"] != "vae.py":
+            raise SystemExit(f"--run {args.run}: a run of {run.flags['script']}, not of examples/vae.py")
+        model = run.model
         print(f"loaded the VAE of {args.run} (z_dim {model.z_dim}, hidden {model.hidden})")
         return model
     images = binarize(backend.on_device(load_mnist("train")[0][: args.train_size]), "static", seed=args.seed)

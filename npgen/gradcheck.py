@@ -17,7 +17,7 @@ from typing import Any, Callable
 import numpy as np
 
 from . import backend, checks
-from .core import Tensor, no_grad
+from .core import Tensor, is_grad_enabled, no_grad
 
 
 class GradcheckError(RuntimeError):
@@ -227,6 +227,8 @@ def jacobian(fn: Callable[[Tensor], Tensor], x: Any) -> np.ndarray:
     Tensor or an array (kept on its device and dtype; integers become float64); J is a float64
     host array of shape fn(x).shape + x.shape, the layout of ``torch.autograd.functional.jacobian``.
     """
+    if not is_grad_enabled():
+        raise RuntimeError("jacobian needs gradients: call it outside no_grad() (under it, every row would be 0)")
     data = x.data if isinstance(x, Tensor) else backend.get_backend().xp.asarray(x)
     if data.dtype.kind != "f":
         data = data.astype(np.float64)

@@ -83,7 +83,7 @@ def load_classifier(progress: bool = True) -> Sequential:
     """The evaluation classifier: loaded from the cache, or trained once and cached.
 
     Training it takes 12 epochs over the 60,000 training images: 56 s on a quiet 2-core machine
-    with one BLAS thread (``runs.use_threads``), ten times that on a busy one. It says so, and
+    with one BLAS thread (``runs.use_threads``), several minutes on a busy one. It says so, and
     reports each epoch with the time left, before it starts.
 
     Building (and training) it draws from npgen's generators; the caller gets their streams back

@@ -337,6 +337,7 @@ class ExponentialMovingAverage(Module):
 
     def update(self, model: Module) -> None:
         """Move the averaged parameters towards ``model``'s (copy them on the first call); copy its buffers."""
+        self._check_same_layout(model)
         with no_grad():
             for average, current in zip(self.module.parameters(), model.parameters()):
                 if self.n_averaged == 0:
@@ -347,6 +348,14 @@ class ExponentialMovingAverage(Module):
             for (_, average), (_, current) in zip(self.module.named_buffers(), model.named_buffers()):
                 average[...] = current
         self.n_averaged += 1
+
+    def _check_same_layout(self, model: Module) -> None:
+        """Refuse a model whose parameters and buffers differ in name or shape from the averaged copy's."""
+        ours = [(n, tuple(a.shape)) for n, a in [*self.module.named_parameters(), *self.module.named_buffers()]]
+        theirs = [(n, tuple(a.shape)) for n, a in [*model.named_parameters(), *model.named_buffers()]]
+        if ours != theirs:
+            different = next((f"{a} against {b}" for a, b in zip(ours, theirs) if a != b), "a different count")
+            raise ValueError(f"ExponentialMovingAverage.update: the model is not the one averaged ({different})")
 
 
 def update_batch_norm(module: Module, batches: Iterable[Any]) -> None:
@@ -362,11 +371,13 @@ def update_batch_norm(module: Module, batches: Iterable[Any]) -> None:
     for bn in norms:
         bn.running_mean[...], bn.running_var[...], bn.num_batches_tracked[...] = 0, 1, 0
     module.train()
-    with no_grad():
-        for k, x in enumerate(batches, 1):
-            for bn in norms:
-                bn.momentum = 1 / k
-            module(x)
-    for bn, momentum in zip(norms, momenta):
-        bn.momentum = momentum
-    module.train(training)
+    try:
+        with no_grad():
+            for k, x in enumerate(batches, 1):
+                for bn in norms:
+                    bn.momentum = 1 / k
+                module(x)
+    finally:
+        for bn, momentum in zip(norms, momenta):
+            bn.momentum = momentum
+        module.train(training)

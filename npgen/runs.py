@@ -26,7 +26,7 @@ from typing import Any, Callable, TypeVar
 from . import backend, checkpoint
 from .optim import ExponentialMovingAverage
 
-T = TypeVar("T")
+_T = TypeVar("_T")
 
 
 def _number(kind: Callable[[str], Any], test: Callable[[Any], bool], wanted: str) -> Callable[[str], Any]:
@@ -85,7 +85,7 @@ def parse_run_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
 def use_threads(threads: int) -> None:
     """Let numpy's BLAS use ``threads`` threads from now on (0 leaves the BLAS's own setting: all cores).
 
-    One thread is the scripts' default: on 2 cores it costs 10–30% on a quiet machine and is 2–3×
+    One thread is the scripts' default: on 2 cores it costs up to a third on a quiet machine and is 2–3×
     faster while another run shares the machine, where BLAS threads spin against each other
     (``benchmarks/threads.py``). The thread count changes how a matrix product splits its sums,
     so the last bits of a run's numbers depend on it.
@@ -96,7 +96,7 @@ def use_threads(threads: int) -> None:
         threadpool_limits(threads, user_api="blas")
 
 
-def progress(iterable: Iterable[T], description: str) -> Any:
+def progress(iterable: Iterable[_T], description: str) -> Any:
     """``iterable`` with a tqdm progress bar on a terminal, and without one when output goes to a file or pipe.
 
     A bar redraws itself several times a second: in a log file that is kilobytes of carriage
@@ -108,8 +108,15 @@ def progress(iterable: Iterable[T], description: str) -> Any:
 
 
 def flags(args: argparse.Namespace) -> dict[str, Any]:
-    """The parsed flags as JSON values of their own types (numbers stay numbers; paths become text)."""
-    return {k: v if isinstance(v, (int, float, str, bool, type(None))) else str(v) for k, v in vars(args).items()}
+    """The parsed flags as JSON values of their own types (numbers stay numbers, lists lists; paths become text)."""
+    return {k: _json_value(v) for k, v in vars(args).items()}
+
+
+def _json_value(value: Any) -> Any:
+    """A flag's value as JSON keeps it: plain values as they are, lists element by element, the rest as text."""
+    if isinstance(value, (list, tuple)):
+        return [_json_value(v) for v in value]
+    return value if isinstance(value, (int, float, str, bool, type(None))) else str(value)
 
 
 def prepare_out(out: Path, resume: bool = False) -> None:
@@ -291,22 +298,23 @@ def load_run(out: str | Path, best: bool = False) -> Run:
 
     The modules are rebuilt from the flags the checkpoint records and loaded from
     ``checkpoint.npz`` (``best``: the flow's ``best.npz``), on the current backend; npgen's random
-    stream is left alone. ``load_run("runs/vae").model`` is the trained VAE.
+    stream is left alone. ``load_run("runs/vae").model`` is the trained VAE. A missing checkpoint
+    is a FileNotFoundError, a damaged one a ``checkpoint.CheckpointError``, a run of another
+    script a ValueError, each naming the file.
     """
     out = Path(out)
     path = out / ("best.npz" if best else "checkpoint.npz")
-    try:
-        flags = checkpoint.read_metadata(out / "checkpoint.npz").get("config")
-        metadata = checkpoint.read_metadata(path)
-    except (FileNotFoundError, checkpoint.CheckpointError) as error:
-        raise SystemExit(f"load_run: {error}") from None
+    flags = checkpoint.read_metadata(out / "checkpoint.npz").get("config")  # FileNotFoundError, CheckpointError
+    metadata = checkpoint.read_metadata(path)
     if not flags or flags.get("script") not in _MODULE_BUILDERS:
-        raise SystemExit(f"load_run: {out} holds no run of vae.py, gan.py or flow.py (its flags: {flags})")
-    modules = _MODULE_BUILDERS[flags["script"]](flags)
+        raise ValueError(f"load_run: {out} holds no run of vae.py, gan.py or flow.py (its flags: {flags})")
+    states = [(b.rng, b.rng.get_state()) for b in backend.registered_backends()]
     try:
-        checkpoint.load(path, **modules)
-    except checkpoint.CheckpointError as error:
-        raise SystemExit(f"load_run: {error}") from None
+        modules = _MODULE_BUILDERS[flags["script"]](flags)  # their initial weights draw from npgen's generators…
+    finally:
+        for rng, state in states:  # …which go back to where the caller left them
+            rng.set_state(state)
+    checkpoint.load(path, **modules)
     modules = {name: m.module if isinstance(m, ExponentialMovingAverage) else m for name, m in modules.items()}
     for module in modules.values():
         module.eval()

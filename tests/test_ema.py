@@ -90,3 +90,10 @@ def test_the_average_and_its_statistics_match_pytorch():
     update_bn([torch.tensor(b) for b in batches], torch_average)
     for name in ("module.1.running_mean", "module.1.running_var", "module.1.num_batches_tracked"):
         assert np.allclose(np.asarray(average.state_dict()[name]), torch_average.state_dict()[name].numpy(), atol=1e-5)
+
+
+def test_update_refuses_a_model_that_is_not_the_one_averaged():
+    average = ExponentialMovingAverage(_net(), 0.9)
+    other = nn.Sequential(nn.Linear(3, 5), nn.BatchNorm1d(5), nn.ReLU(), nn.Linear(5, 2))
+    with pytest.raises(ValueError, match=r"not the one averaged \(\('0.weight', \(4, 3\)\) against"):
+        average.update(other)

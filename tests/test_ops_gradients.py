@@ -321,3 +321,8 @@ def test_softplus_keeps_float32_accuracy_where_exp_of_x_is_tiny():
     exact = np.log1p(np.exp(x.astype(np.float64)))
     relative_error = np.abs(F.softplus(npgen.tensor(x)).numpy() - exact) / exact
     assert relative_error.max() < 4e-7  # two float32 ulps
+
+
+def test_jacobian_refuses_to_run_without_gradients():
+    with npgen.no_grad(), pytest.raises(RuntimeError, match="outside no_grad"):
+        npgen.jacobian(lambda t: t * t, np.ones(2))

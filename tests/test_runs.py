@@ -7,12 +7,14 @@ flags out of range, and a run stopped between its two checkpoint writes.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -433,3 +435,21 @@ def test_threads_flag_sets_the_blas_threads_and_zero_leaves_them(monkeypatch):
         assert blas_threads() == 1  # 0 leaves the setting as it is
     finally:
         threadpoolctl.threadpool_limits(before, user_api="blas")
+
+
+def test_load_run_leaves_the_random_stream_and_names_what_is_wrong(tmp_path):
+    assert run("vae.py", *VAE_QUICK, "--epochs", "1", "--out", str(tmp_path / "vae")).returncode == 0
+    npgen.manual_seed(5)
+    expected = npgen.randn(4).numpy()
+    npgen.manual_seed(5)
+    loaded = npgen.load_run(tmp_path / "vae")
+    assert np.array_equal(npgen.randn(4).numpy(), expected)  # building the VAE drew nothing the caller sees
+    assert loaded.flags["zdim"] == 2 and loaded.flags["train_size"] == 2000 and not loaded.model.training
+    assert loaded.metrics["args"]["iw_samples"] == 2 and len(loaded.history) == 1
+    with pytest.raises(FileNotFoundError, match="no checkpoint at"):
+        npgen.load_run(tmp_path / "nothing")
+
+
+def test_flags_keep_lists_as_lists():
+    args = argparse.Namespace(settings=["a", "b"], out=Path("x"), lr=0.1)
+    assert runs.flags(args) == {"settings": ["a", "b"], "out": "x", "lr": 0.1}
