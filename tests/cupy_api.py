@@ -20,10 +20,8 @@ NPGEN = Path(__file__).parents[1] / "npgen"
 # dotted name → the keywords npgen passes to it
 USED: dict[str, tuple[str, ...]] = {
     # array-module functions called as xp.name(...)
-    **{
-        name: ()
-        for name in "abs arange asarray broadcast_to clip empty exp floor full isfinite log log1p maximum".split()
-    },
+    **{name: () for name in "abs arange broadcast_to clip empty exp floor full isfinite log log1p maximum".split()},
+    "asarray": ("dtype",),
     **{name: () for name in "ones ones_like sign tanh vdot where zeros zeros_like".split()},
     "concatenate": ("axis",),
     "split": ("axis",),

@@ -18,37 +18,43 @@ from example_runs import run_numbers, run_ok
 TINY = ["--train-size", "320", "--save-interval", "1000", "--coverage-samples", "200", "--n-eval", "200"]
 
 
-@pytest.fixture
-def cache_env(tmp_path: Path) -> dict[str, str]:
+@pytest.fixture(scope="module")
+def cache_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """An environment whose classifier cache holds an untrained classifier: scoring without a long training."""
-    cache = tmp_path / "cache"
+    cache = tmp_path_factory.mktemp("cache")
     checkpoint.save(cache / metrics.classifier_path().name, classifier=metrics.make_classifier(), test_accuracy=0.0)
     return {**os.environ, "NPGEN_CACHE": str(cache)}
 
 
-def test_an_interrupted_run_with_an_averaged_generator_resumes_to_the_same_numbers(tmp_path, cache_env):
-    straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
-    run_ok("gan.py", *TINY, "--epochs", "2", "--ema", "0.9", "--out", str(straight), env=cache_env)
+@pytest.fixture(scope="module")
+def averaged_run(tmp_path_factory: pytest.TempPathFactory, cache_env: dict[str, str]) -> Path:
+    """Two epochs with an averaged generator (β 0.9), uninterrupted: what the tests below compare against."""
+    out = tmp_path_factory.mktemp("averaged")
+    run_ok("gan.py", *TINY, "--epochs", "2", "--ema", "0.9", "--out", str(out), env=cache_env)
+    return out
+
+
+def test_an_interrupted_run_with_an_averaged_generator_resumes_to_the_same_numbers(tmp_path, cache_env, averaged_run):
+    interrupted = tmp_path / "interrupted"
     run_ok("gan.py", *TINY, "--epochs", "1", "--ema", "0.9", "--out", str(interrupted), env=cache_env)
     run_ok("gan.py", *TINY, "--epochs", "2", "--ema", "0.9", "--resume", "--out", str(interrupted), env=cache_env)
-    assert run_numbers(straight, "quality") == run_numbers(interrupted, "quality")
-    assert np.array_equal(np.load(straight / "samples.npy"), np.load(interrupted / "samples.npy"))
-    epochs = json.loads((straight / "metrics.json").read_text())["epochs"]
+    assert run_numbers(averaged_run, "quality") == run_numbers(interrupted, "quality")
+    assert np.array_equal(np.load(averaged_run / "samples.npy"), np.load(interrupted / "samples.npy"))
+    epochs = json.loads((averaged_run / "metrics.json").read_text())["epochs"]
     assert all("coverage" in e and "coverage_live" in e for e in epochs)
     # the averaged generator is the run's model, and it is not the live one
-    run = npgen.load_run(straight)
+    run = npgen.load_run(averaged_run)
     assert isinstance(run.model, Generator) and run.flags["ema"] == 0.9
     live, averaged = run.modules["generator"], run.model
     assert not np.allclose(live.net[0].weight.numpy(), averaged.net[0].weight.numpy())
-    assert int(checkpoint.read_metadata(straight / "checkpoint.npz")["step"]) == 10
+    assert int(checkpoint.read_metadata(averaged_run / "checkpoint.npz")["step"]) == 10
 
 
-def test_the_averaged_runs_live_generator_is_the_plain_run(tmp_path, cache_env):
+def test_the_averaged_runs_live_generator_is_the_plain_run(tmp_path, cache_env, averaged_run):
     """Averaging draws no random numbers, so one run with --ema scores both generators of a comparison."""
-    averaged, plain = tmp_path / "averaged", tmp_path / "plain"
-    run_ok("gan.py", *TINY, "--epochs", "2", "--ema", "0.9", "--out", str(averaged), env=cache_env)
+    plain = tmp_path / "plain"
     run_ok("gan.py", *TINY, "--epochs", "2", "--ema", "0", "--out", str(plain), env=cache_env)
-    with_average, without = (json.loads((d / "metrics.json").read_text()) for d in (averaged, plain))
+    with_average, without = (json.loads((d / "metrics.json").read_text()) for d in (averaged_run, plain))
     assert [e["coverage_live"] for e in with_average["epochs"]] == [e["coverage"] for e in without["epochs"]]
     assert with_average["quality"]["gan_samples_live"] == without["quality"]["gan_samples"]
     assert with_average["quality"]["gan_samples"] != without["quality"]["gan_samples"]
