@@ -77,9 +77,7 @@ def parse_args() -> argparse.Namespace:
         default=1024,
         help="hidden units of the MNIST flow whose training step is timed for comparison",
     )
-    parser.add_argument("--seed", type=runs.nonnegative_int, default=0, help="seed of every random draw")
-    parser.add_argument("--threads", type=runs.nonnegative_int, default=1, help="BLAS threads (0: all cores)")
-    parser.add_argument("--out", type=Path, default=Path("runs/flow_change_of_variables"), help="output directory")
+    runs.add_common_flags(parser, "runs/flow_change_of_variables")
     args = parser.parse_args()
     if not 2 <= args.side <= 8:
         parser.error(f"--side {args.side}: choose 2 to 8 (the brute-force Jacobian costs side² backward passes)")

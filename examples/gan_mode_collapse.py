@@ -75,9 +75,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--batch-size", type=runs.positive_int, default=256, help="real (and as many fake) per step")
     parser.add_argument("--hidden", type=runs.positive_int, default=128, help="width of every hidden layer")
     parser.add_argument("--latent-dim", type=runs.positive_int, default=2, help="size of the generator's noise z")
-    parser.add_argument("--seed", type=runs.nonnegative_int, default=0, help="seed of the first run")
-    parser.add_argument("--threads", type=runs.nonnegative_int, default=1, help="BLAS threads (0: the BLAS default)")
-    parser.add_argument("--out", type=Path, default=Path("runs/gan_mode_collapse"), help="output directory")
+    runs.add_common_flags(parser, "runs/gan_mode_collapse")
     args = parser.parse_args()
     if len(set(args.settings)) != len(args.settings):
         parser.error(f"--settings {' '.join(args.settings)}: each setting once")

@@ -60,9 +60,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--batch-size", type=runs.positive_int, default=512, help="samples of each density per step")
     parser.add_argument("--hidden", type=runs.positive_int, default=64, help="width of D's two hidden layers")
     parser.add_argument("--lr", type=runs.positive_float, default=3e-3, help="peak learning rate (cosine annealed)")
-    parser.add_argument("--seed", type=runs.nonnegative_int, default=0, help="seed of every random draw")
-    parser.add_argument("--threads", type=runs.nonnegative_int, default=1, help="BLAS threads (0: the BLAS default)")
-    parser.add_argument("--out", type=Path, default=Path("runs/gan_optimal_discriminator"), help="output directory")
+    runs.add_common_flags(parser, "runs/gan_optimal_discriminator")
     args = parser.parse_args()
     runs.use_threads(args.threads)
     return args

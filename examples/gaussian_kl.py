@@ -134,9 +134,7 @@ def parse_args() -> argparse.Namespace:
         metavar=("MU1", "SIGMA1", "MU2", "SIGMA2"),
         help="KL(N(MU1, SIGMA1²) ‖ N(MU2, SIGMA2²)); repeat for more (default: ten pairs, small to large)",
     )
-    parser.add_argument("--seed", type=runs.nonnegative_int, default=0, help="seed of every random draw")
-    parser.add_argument("--threads", type=runs.nonnegative_int, default=1, help="BLAS threads (0: all cores)")
-    parser.add_argument("--out", type=Path, default=Path("runs/gaussian_kl"), help="directory for results and figure")
+    runs.add_common_flags(parser, "runs/gaussian_kl")
     args = parser.parse_args()
     if not 2 <= args.samples <= 10_000_000:
         parser.error(f"--samples {args.samples}: between 2 and 10,000,000")

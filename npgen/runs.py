@@ -53,23 +53,27 @@ unit_interval = _number(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
 
 
 def add_run_flags(parser: argparse.ArgumentParser, out: str, available: int, resume: bool = True) -> None:
-    """Add the flags every training script shares: --train-size (at most ``available``), --seed, --backend, --out
-    and, for scripts that checkpoint, --resume."""
+    """Add the flags every training script shares: --train-size (at most ``available``), --backend, --seed,
+    --threads, --out and, for scripts that checkpoint, --resume."""
     parser.add_argument(
         "--train-size", type=positive_int, default=available, help="train on the first N images only (quick runs)"
     )
-    parser.add_argument("--seed", type=nonnegative_int, default=0, help="seed of every random draw")
     parser.add_argument("--backend", choices=["numpy", "cupy"], default="numpy", help="numpy or cupy (a GPU)")
+    add_common_flags(parser, out, "metrics, checkpoints and figures" if resume else "metrics and figures")
+    if resume:
+        parser.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.npz (same flags)")
+
+
+def add_common_flags(parser: argparse.ArgumentParser, out: str, written: str = "results.json and figures") -> None:
+    """Add --seed, --threads and --out: the flags of every script, a training run or a study of a formula."""
+    parser.add_argument("--seed", type=nonnegative_int, default=0, help="seed of every random draw")
     parser.add_argument(
         "--threads",
         type=nonnegative_int,
         default=1,
         help="BLAS threads for numpy's matrix products (0: the BLAS's own default, all cores); see README",
     )
-    written = "metrics, checkpoints and figures" if resume else "metrics and figures"
     parser.add_argument("--out", type=Path, default=Path(out), help=f"directory for {written}")
-    if resume:
-        parser.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.npz (same flags)")
 
 
 def parse_run_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
