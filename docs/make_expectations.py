@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 import npgen
-from npgen.plot import image_grid, plt
+from npgen.plot import image_grid, pyplot
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 import gan  # noqa: E402  (examples/gan.py: its coverage figure)
@@ -42,6 +42,7 @@ def epoch_grids(out: Path, pattern: str) -> list[tuple[int, Path]]:
 
 def strip(panels: list[tuple[Path, str]], title: str, path: Path) -> None:
     """The grids side by side, each with its caption below, and a title above."""
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 3.1))
     for ax, (image, caption) in zip(axes, panels):
         ax.imshow(plt.imread(image))
@@ -84,6 +85,7 @@ def gan_strip(out: Path, path: Path) -> None:
 
 def gan_pair(out: Path, path: Path) -> bool:
     """The run's live and averaged generators on the 25 latent points of its grids, if it has both."""
+    plt = pyplot()
     run = npgen.load_run(out) if (out / "checkpoint.npz").is_file() else None
     if run is None or "generator_ema" not in run.modules:
         return False

@@ -49,7 +49,7 @@ import numpy as np
 import npgen
 from npgen import F, runs
 from npgen.models import Flow
-from npgen.plot import plt
+from npgen.plot import pyplot
 
 MNIST_DIM = 784
 MNIST_BATCH = 128
@@ -227,6 +227,7 @@ def slope(dims: list[int], seconds: list[float]) -> float:
 
 def plot_jacobians(jacobians: list[np.ndarray], whole: np.ndarray, split: int, path: Path) -> None:
     """The first two couplings' Jacobians (block triangular) and the whole flow's (dense), in checkerboard order."""
+    plt = pyplot()
     panels = [(jacobians[0], "coupling 1: x₁ kept, x₂ changed")]
     if len(jacobians) > 1:
         panels.append((jacobians[1], "coupling 2: x₂ kept, x₁ changed"))
@@ -249,6 +250,7 @@ def plot_jacobians(jacobians: list[np.ndarray], whole: np.ndarray, split: int, p
 
 def plot_costs(dims: list[int], dense: list[float], coupling: list[float], fitted: float, path: Path) -> None:
     """Seconds per image of a dense log-det and of a coupling's Σ s against D, with D³ and D guides."""
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     ax.loglog(dims, dense, "o-", label=f"dense slogdet (D×D), fitted slope {fitted:.2f} for D ≥ {SLOPE_FROM}")
     ax.loglog(dims, coupling, "s-", label="coupling log-det Σ s (D/2 values)")

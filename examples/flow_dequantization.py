@@ -53,7 +53,7 @@ from npgen import backend, runs
 from npgen.data import DataLoader, load_mnist
 from npgen.models import Flow
 from npgen.models.flow import LOG_2PI, preprocess
-from npgen.plot import image_grid, plt
+from npgen.plot import image_grid, pyplot
 
 AVAILABLE = 60_000  # MNIST's training images
 DEFAULT_TRAIN = 5_000
@@ -167,6 +167,7 @@ def plot_bpd(histories: dict[str, list], floor: float, path: Any) -> None:
 
     The untrained flow (epoch 0, in results.json) scores tens of bits/dim and would flatten the curves.
     """
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     colors = {"dequantized": "tab:blue", "integer": "tab:red"}
     for name, history in histories.items():
@@ -189,6 +190,7 @@ def plot_bpd(histories: dict[str, list], floor: float, path: Any) -> None:
 
 def plot_samples(flows: dict[str, Flow], seed: int, path: Any, n: int = 16) -> None:
     """Samples of both models from the same noise z (temperature 1 and 0.7), one row of images per setting."""
+    plt = pyplot()
     z = np.random.default_rng(seed + 1).standard_normal((n, 784)).astype(np.float32)
     z = backend.on_device(z)
     rows = [

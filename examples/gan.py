@@ -35,7 +35,7 @@ from npgen.data import DataLoader, load_mnist
 from npgen.models import Discriminator, Generator
 from npgen.models.gan import discriminator_step, generator_loss, train_step
 from npgen.optim import ExponentialMovingAverage, update_batch_norm
-from npgen.plot import plt, save_curves, save_grid
+from npgen.plot import pyplot, save_curves, save_grid
 
 TRAIN = 60_000
 # they extend a run or only shape its figures and scores
@@ -116,6 +116,7 @@ def saturation_figure(generator: Generator, discriminator: Discriminator, real: 
     Early in training D separates real from fake easily (D(G(z)) → 0). The saturating loss
     log(1 − D(G(z))) is flat there, so its gradient vanishes; −log D(G(z)) is steep there.
     """
+    plt = pyplot()
     critic = Discriminator()
     critic.load_state_dict(discriminator.state_dict())
     opt = npgen.optim.Adam(critic.parameters(), lr=2e-4, betas=(0.5, 0.999))
@@ -196,6 +197,7 @@ class Coverage:
 
 def coverage_figure(history: list[dict], path: Path) -> None:
     """Each digit's share of the samples over training (a collapsing GAN drops some to 0), then IS and FD."""
+    plt = pyplot()
     scored = [h for h in history if "coverage" in h]
     if not scored:
         return

@@ -45,7 +45,7 @@ import numpy as np
 import npgen
 from npgen import nn, runs
 from npgen.models.gan import discriminator_step, generator_step
-from npgen.plot import plt
+from npgen.plot import pyplot
 
 N_MODES, RADIUS, SIGMA = 8, 2.0, 0.05
 QUALITY_RADIUS = 3 * SIGMA  # a sample this close to a centre looks like a real one
@@ -149,6 +149,7 @@ def train(args: argparse.Namespace, name: str, seed: int) -> tuple[list[dict], n
 
 def figure(results: dict, finals: dict[str, np.ndarray], path: Path) -> None:
     """Top: the three scores against steps, one thin line per seed; bottom: each setting's final samples."""
+    plt = pyplot()
     names = list(results)
     metrics = [("covered_modes", "covered modes (of 8)"), ("high_quality", "high-quality fraction")]
     metrics.append(("largest_share", "largest mode's share"))

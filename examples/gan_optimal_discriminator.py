@@ -39,7 +39,7 @@ import numpy as np
 import npgen
 from npgen import F, nn, runs
 from npgen.optim import cosine_annealing
-from npgen.plot import plt
+from npgen.plot import pyplot
 
 # p_data = ½ N(−2, 0.6²) + ½ N(2, 0.6²): two bumps, so that D* is not a plain sigmoid of x.
 DATA_MEANS, DATA_STD = (-2.0, 2.0), 0.6
@@ -175,6 +175,7 @@ def study(
 
 def figure(rows: list[dict], curves: list[dict], path: Path) -> None:
     """One panel per p_g: the two densities (shaded) and D*(x) against the trained D(x)."""
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(rows), figsize=(4 * len(rows), 3.4), sharey=True)
     keep = (GRID >= -7) & (GRID <= 8)  # the interesting stretch; the integrals use the whole grid
     x = GRID[keep]

@@ -28,7 +28,7 @@ import numpy as np
 
 import npgen
 from npgen import F, runs
-from npgen.plot import plt
+from npgen.plot import pyplot
 
 # (μ₁, σ₁, μ₂, σ₂): from identical to far apart; p = N(0, 1) first, then other p
 PAIRS = [
@@ -89,6 +89,7 @@ def plot(
     pairs: list, shown: list[int], exact: np.ndarray, runs_by_pair: dict, checkpoints: np.ndarray, path: Path
 ) -> None:
     """Top: each shown pair's two densities; below: its Monte Carlo estimate ± 2 s.e. converging to the closed form."""
+    plt = pyplot()
     fig, axes = plt.subplots(2, len(shown), figsize=(3.4 * len(shown), 6.2), squeeze=False)
     for column, i in enumerate(shown):
         mu1, sigma1, mu2, sigma2 = pairs[i]

@@ -30,7 +30,7 @@ import npgen
 from npgen import backend, checkpoint, runs
 from npgen.data import DataLoader, binarize, load_mnist
 from npgen.models import VAE
-from npgen.plot import image_grid, plt, save_curves, save_grid
+from npgen.plot import image_grid, pyplot, save_curves, save_grid
 
 VALIDATION = 10_000
 TRAIN = 60_000 - VALIDATION
@@ -108,6 +108,7 @@ def save_sample_grids(model: VAE, noise: tuple[np.ndarray, np.ndarray], out: Pat
 
 def save_manifold(model: VAE, out: Path, n: int = 20) -> None:
     """Decoder means over z = (Φ⁻¹(u₁), Φ⁻¹(u₂)) with u = (i + 0.5)/n: no grid point at ±∞; axes in z."""
+    plt = pyplot()
     u = (np.arange(n) + 0.5) / n
     quantiles = np.array([statistics.NormalDist().inv_cdf(p) for p in u])  # Φ⁻¹, without scipy.stats' 1 s import
     z1, z2 = np.meshgrid(quantiles, quantiles[::-1])  # z₂ grows upwards, as on a plot

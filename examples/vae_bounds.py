@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from matplotlib.ticker import MaxNLocator
 from scipy.special import logsumexp
 from vae_log_likelihood import (  # the VAE studies share their flags, the model and the weights
     add_vae_flags,
@@ -47,7 +46,7 @@ from vae_log_likelihood import (  # the VAE studies share their flags, the model
 import npgen
 from npgen import F, backend, runs
 from npgen.models import VAE
-from npgen.plot import plt
+from npgen.plot import pyplot
 
 
 def bound_sizes(k_max: int) -> list[int]:
@@ -97,6 +96,7 @@ def summary(per_image: dict[str, Any]) -> dict[str, Any]:
 
 def plot(per_image: dict[str, Any], result: dict[str, Any], history: list[dict[str, Any]], path: Path) -> None:
     """L_k against k; the per-image KL estimates; over training (if any), log p(x) = ELBO + KL(q ‖ p(z|x))."""
+    plt = pyplot()
     fig, axes = plt.subplots(2 if history else 1, 2, figsize=(12, 8.5 if history else 4.2))
     axes = axes.ravel()
     k = result["k"]
@@ -129,7 +129,7 @@ def plot(per_image: dict[str, Any], result: dict[str, Any], history: list[dict[s
             title="during training: KL(q(z|x) ‖ p(z|x)) = log p(x) − ELBO",
         )
         for ax in axes[2:]:
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     for ax in axes:
         ax.grid(alpha=0.3)
     fig.tight_layout()

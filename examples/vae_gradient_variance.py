@@ -47,7 +47,7 @@ from vae_log_likelihood import (  # the VAE studies share their flags and the mo
 import npgen
 from npgen import F, backend, runs
 from npgen.models import VAE
-from npgen.plot import plt
+from npgen.plot import pyplot
 
 ESTIMATORS = ("reparametrization", "score function", "score function, leave-one-out baseline")
 
@@ -148,6 +148,7 @@ def agreement(grads: dict[str, np.ndarray]) -> dict[str, Any]:
 
 def plot(table: dict[str, Any], agree: dict[str, Any], path: Path) -> None:
     """Variance and signal-to-noise against S for the three estimators; their means against each other."""
+    plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(17, 4.6))
     colors = dict(zip(ESTIMATORS, ("tab:blue", "tab:red", "tab:orange")))
     for name in ESTIMATORS:

@@ -44,7 +44,7 @@ import npgen
 from npgen import F, backend, runs
 from npgen.data import DataLoader, binarize, load_mnist
 from npgen.models import VAE
-from npgen.plot import plt
+from npgen.plot import pyplot
 
 TRAIN = 50_000  # examples/vae.py keeps the last 10,000 training images for validation
 TEST = 10_000
@@ -232,6 +232,7 @@ def finite_or_none(value: float) -> float | None:
 
 def plot(prior: dict, importance: dict, reference: float, cost: np.ndarray, path: Path) -> None:
     """Estimate, spread and ESS against K for both samplers, and the prior's cost against the latent size."""
+    plt = pyplot()
     fig, axes = plt.subplots(2, 2, figsize=(12, 8.5))
     axes = axes.ravel()
     for rows, label, color in ((prior, "prior p(z)", "tab:red"), (importance, "importance, q(z|x)", "tab:blue")):

@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")  # files only: works on machines without a screen
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from . import backend
+from .core import Tensor
 
-from . import backend  # noqa: E402
-from .core import Tensor  # noqa: E402
+
+def pyplot() -> ModuleType:
+    """matplotlib.pyplot, imported when the first figure is drawn: the import takes ~0.7 s of a start.
+
+    A run refused at a bad flag, or ``--help``, answers without it. Figures go to files (the Agg
+    backend, no screen needed) unless the caller imported pyplot with a backend of their own first.
+    """
+    if "matplotlib.pyplot" not in sys.modules:
+        import matplotlib
+
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def image_grid(images: Any, nrow: int, pad: int = 2, side: int = 28) -> np.ndarray:
@@ -32,7 +45,7 @@ def save_grid(
 ) -> None:
     """Save images (N, 784) with values in [0, 1] as a grid PNG; ``labels`` caption each tile."""
     grid = image_grid(images, nrow, pad)
-    fig, ax = plt.subplots(figsize=(grid.shape[1] / 40 + 0.5, grid.shape[0] / 40 + 0.6))
+    fig, ax = pyplot().subplots(figsize=(grid.shape[1] / 40 + 0.5, grid.shape[0] / 40 + 0.6))
     ax.imshow(grid, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     ncol = -(-len(labels or []) // nrow)
     for i, label in enumerate(labels or []):
@@ -47,7 +60,7 @@ def save_curves(
     series: Mapping[str, Sequence[float]], path: str | Path, xlabel: str, ylabel: str, title: str = "", x: Any = None
 ) -> None:
     """Save one line per named series (e.g. train and validation loss per epoch) as a PNG."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = pyplot().subplots(figsize=(6, 4))
     for name, values in series.items():
         xs = x if x is not None else np.arange(1, len(values) + 1)
         ax.plot(xs[: len(values)], values, label=name, marker="o" if len(values) < 60 else None, markersize=3)
@@ -61,4 +74,4 @@ def _save(fig: Any, path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    pyplot().close(fig)

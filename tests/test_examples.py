@@ -3,8 +3,40 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
-from example_runs import FLOW_QUICK, VAE_QUICK, run_numbers, run_ok
+from example_runs import EXAMPLES, FLOW_QUICK, VAE_QUICK, run_numbers, run_ok
+
+
+def test_help_and_flag_errors_answer_without_importing_matplotlib():
+    """pyplot's import takes ~0.7 s: every script imports it when it draws, not when it starts."""
+    check = f"""
+import pathlib, runpy, sys
+sys.path.insert(0, {str(EXAMPLES)!r})  # as when a script runs: its siblings import
+for script in sorted(pathlib.Path({str(EXAMPLES)!r}).glob("*.py")):
+    sys.argv = [str(script), "--help"]
+    try:
+        runpy.run_path(str(script), run_name="__main__")
+    except SystemExit:
+        pass
+    assert "matplotlib" not in sys.modules, f"{{script.name}} imported matplotlib before drawing"
+print("checked", script.name)
+"""
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "checked" in done.stdout, done.stderr[-2000:]
+
+
+def test_figures_leave_a_backend_the_caller_chose_alone():
+    check = """
+import matplotlib
+matplotlib.use("svg")
+import matplotlib.pyplot
+from npgen.plot import pyplot
+assert pyplot().get_backend() == "svg", pyplot().get_backend()
+"""
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
 
 
 def test_the_classifier_example_trains_and_writes_its_figures(tmp_path):
