@@ -156,6 +156,11 @@ def main() -> None:
     runs.prepare_out(args.out, args.resume)
     # --epochs may grow on --resume under a constant rate; a cosine schedule is laid over the run's epochs
     config = runs.configuration(args, {"epochs", "n_samples"} if args.lr_schedule == "constant" else {"n_samples"})
+    path, best_path = args.out / "checkpoint.npz", args.out / "best.npz"
+    added = {"lr_schedule": "constant"}  # checkpoints from before --lr-schedule existed trained at a constant rate
+    if args.resume:  # flags that would change the run are refused now, before the data is read
+        refuse_extending_a_cosine_run(path, args)
+        runs.check_resume(path, config, args.epochs, added)
     train_images, _ = load_mnist("train")
     test_images, _ = load_mnist("test")
     on_device = backend.on_device
@@ -170,11 +175,7 @@ def main() -> None:
     print(f"Real NVP with {2 * args.n_flows} couplings, {n_params / 1e6:.1f}M parameters")
 
     history: list[dict] = []
-    path, best_path = args.out / "checkpoint.npz", args.out / "best.npz"
     if args.resume:
-        # checkpoints from before --lr-schedule existed were trained at a constant rate
-        added = {"lr_schedule": "constant"}
-        refuse_extending_a_cosine_run(path, args)
         history = runs.resume(path, config, args.epochs, added, flow=flow, optimizer=opt)["history"]
         print(f"resumed from {path} after epoch {len(history)}")
         repair_best(best_path, flow, history)

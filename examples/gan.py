@@ -40,6 +40,7 @@ from npgen.plot import pyplot, save_curves, save_grid
 TRAIN = 60_000
 # they extend a run or only shape its figures and scores
 MAY_CHANGE_ON_RESUME = {"epochs", "n_eval", "save_interval", "coverage_every", "coverage_samples"}
+ADDED_FLAGS = {"ema": 0.0}  # checkpoints from before --ema existed trained no averaged generator
 STATISTICS_BATCHES = 20  # batches of 256 latent points that measure the averaged generator's BatchNorm statistics
 
 
@@ -245,6 +246,9 @@ def main() -> None:
     runs.prepare_out(args.out, args.resume)
     (args.out / "grids").mkdir(exist_ok=True)
     config = runs.configuration(args, MAY_CHANGE_ON_RESUME)
+    path, tags = args.out / "checkpoint.npz", runs.figure_epochs(args.epochs)
+    if args.resume:  # flags that would change the run are refused now, before the data is read
+        runs.check_resume(path, config, args.epochs, ADDED_FLAGS)
     images, _ = load_mnist("train")
     real_images = backend.on_device(images[: args.train_size].astype(np.float32) / 127.5 - 1)
 
@@ -265,11 +269,10 @@ def main() -> None:
     coverage_z = np.random.default_rng(args.seed + 3).standard_normal((args.coverage_samples, args.latent_dim))
     coverage = Coverage(coverage_z.astype(np.float32)) if args.coverage_every else None
 
-    path, tags = args.out / "checkpoint.npz", runs.figure_epochs(args.epochs)
     state = {"history": [], "step": 0}
     if args.resume:
         objects = dict(generator=generator, discriminator=discriminator, opt_g=opt_g, opt_d=opt_d, **averaged)
-        state = runs.resume(path, config, args.epochs, {"ema": 0.0}, **objects)
+        state = runs.resume(path, config, args.epochs, ADDED_FLAGS, **objects)
         print(f"resumed from {path} after epoch {len(state['history'])}")
     else:
         tag = tags[0]

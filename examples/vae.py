@@ -134,6 +134,9 @@ def main() -> None:
     npgen.manual_seed(args.seed)
     runs.prepare_out(args.out, args.resume)
     config = runs.configuration(args, MAY_CHANGE_ON_RESUME)
+    path = args.out / "checkpoint.npz"
+    if args.resume:  # flags that would change the run are refused now, before the data is read
+        runs.check_resume(path, config, args.epochs)
     dynamic_source, train, validation, test = load_data(args.binarize, args.seed)
     train = train[: args.train_size]
     dynamic_source = None if dynamic_source is None else dynamic_source[: args.train_size]
@@ -145,7 +148,6 @@ def main() -> None:
     grid_epochs = runs.figure_epochs(args.epochs)
 
     history: list[dict] = []
-    path = args.out / "checkpoint.npz"
     if args.resume:
         history = runs.resume(path, config, args.epochs, model=model, optimizer=opt)["history"]
         print(f"resumed from {path} after epoch {len(history)}")

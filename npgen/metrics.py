@@ -246,4 +246,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with runs.clear_errors():
+        main()

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 from . import backend, checkpoint
+from .data import MNISTError
 from .optim import ExponentialMovingAverage
 
 _T = TypeVar("_T")
@@ -215,14 +216,12 @@ def configuration(args: argparse.Namespace, may_change: set[str]) -> dict[str, A
     return {"script": Path(sys.argv[0]).name, **{k: v for k, v in flags(args).items() if k not in skip}}
 
 
-def resume(
-    path: Path, config: dict[str, Any], epochs: int, added_flags: dict[str, Any] | None = None, **objects: Any
-) -> dict[str, Any]:
-    """Load the checkpoint at ``path`` into ``objects`` if it was made with the same ``config``; its metadata.
+def check_resume(path: Path, config: dict[str, Any], epochs: int, added_flags: dict[str, Any] | None = None) -> None:
+    """Stop unless the checkpoint at ``path`` was made with the same ``config``: cheap, so scripts call it first.
 
-    Every flag that differs is named with its old and new value, and nothing is loaded. ``epochs``
-    may grow (the run goes on) but not shrink below the epochs already done. ``added_flags``: flags
-    newer than some checkpoints, with the value that an older checkpoint's run had in effect.
+    Every flag that differs is named with its old and new value. ``epochs`` may grow (the run goes
+    on) but not shrink below the epochs already done. ``added_flags``: flags newer than some
+    checkpoints, with the value that an older checkpoint's run had in effect.
     """
     try:
         metadata = checkpoint.read_metadata(path)
@@ -248,6 +247,13 @@ def resume(
     done = len(metadata.get("history", []))
     if epochs < done:
         raise SystemExit(f"--resume --epochs {epochs}: the run in {path} has done {done} epochs already")
+
+
+def resume(
+    path: Path, config: dict[str, Any], epochs: int, added_flags: dict[str, Any] | None = None, **objects: Any
+) -> dict[str, Any]:
+    """Load the checkpoint at ``path`` into ``objects`` if ``check_resume`` passes (else nothing); its metadata."""
+    check_resume(path, config, epochs, added_flags)
     try:
         return checkpoint.load(path, restore_rng=True, **objects)
     except checkpoint.CheckpointError as error:
@@ -267,11 +273,13 @@ def figure_epochs(epochs: int) -> dict[int, str]:
 
 @contextlib.contextmanager
 def clear_errors() -> Iterator[None]:
-    """Turn running out of memory (a model or batch too large for the machine) into a message, not a traceback."""
+    """Turn the user's problems into a message, not a traceback: out of memory, MNIST files missing or damaged."""
     try:
         yield
     except MemoryError as error:
         raise SystemExit(f"out of memory ({error}): lower the model's sizes or --batch-size") from None
+    except MNISTError as error:  # the message names the file, and what was expected of it
+        raise SystemExit(f"{error} (the data comes from $NPGEN_DATA, else the copy bundled with npgen)") from None
 
 
 def stop_if_not_finite(value: float, what: str, epoch: int, step: int, kept: Path | None) -> None:

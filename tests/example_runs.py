@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,12 @@ EXAMPLES = Path(__file__).parents[1] / "examples"
 
 VAE_QUICK = ["--hidden", "32", "--zdim", "2", "--train-size", "2000", "--iw-samples", "2"]
 FLOW_QUICK = ["--hidden", "16", "--n-flows", "1", "--train-size", "500", "--batch-size", "250"]
+
+
+def without_data(empty: Path) -> dict[str, str]:
+    """An environment whose MNIST folder is ``empty`` (made here): a run that reads any data stops, naming the file."""
+    empty.mkdir(exist_ok=True)
+    return {**os.environ, "NPGEN_DATA": str(empty)}
 
 
 def command(script: str, *args: str) -> list[str]:

@@ -25,7 +25,7 @@ from npgen.checkpoint import CheckpointError
 from npgen.data import binarize
 from npgen.models import VAE, Flow
 
-from example_runs import FLOW_QUICK, VAE_QUICK, command, run, run_numbers
+from example_runs import FLOW_QUICK, VAE_QUICK, command, run, run_numbers, without_data
 
 # --- library input ------------------------------------------------------------------------------------
 
@@ -242,7 +242,7 @@ def test_a_diverging_run_stops_at_the_first_non_finite_step_and_exits_with_an_er
     ],
 )
 def test_flags_out_of_range_are_refused_before_any_work(tmp_path, script, args, message):
-    done = run(script, *args, "--out", str(tmp_path / "run"))
+    done = run(script, *args, "--out", str(tmp_path / "run"), env=without_data(tmp_path / "no_data"))
     assert done.returncode == 2 and message in done.stderr, done.stderr[-2000:]
     assert not (tmp_path / "run").exists()
 
@@ -251,27 +251,33 @@ def test_flags_out_of_range_are_refused_before_any_work(tmp_path, script, args, 
 def test_an_output_directory_that_cannot_be_written_is_refused_before_training(tmp_path, script):
     a_file = tmp_path / "a_file"
     a_file.write_text("")
-    done = run(script, "--out", str(a_file))
+    no_data = without_data(tmp_path / "no_data")  # refused before the data is read
+    done = run(script, "--out", str(a_file), env=no_data)
     assert done.returncode == 1 and f"--out {a_file} is a file, not a directory" in done.stderr
-    done = run(script, "--out", str(a_file / "inside"))
+    done = run(script, "--out", str(a_file / "inside"), env=no_data)
     assert done.returncode == 1 and f"--out {a_file / 'inside'} is not writable" in done.stderr
 
 
 def test_a_new_run_refuses_an_output_directory_that_holds_a_run(tmp_path):
     assert run("vae.py", *VAE_QUICK, "--epochs", "1", "--out", str(tmp_path)).returncode == 0
     before = (tmp_path / "checkpoint.npz").read_bytes()
-    done = run("vae.py", *VAE_QUICK, "--epochs", "1", "--out", str(tmp_path))
+    no_data = without_data(tmp_path / "no_data")  # refusals come before the data is read
+    done = run("vae.py", *VAE_QUICK, "--epochs", "1", "--out", str(tmp_path), env=no_data)
     assert done.returncode == 1 and "holds a run already" in done.stderr and "--resume" in done.stderr
     assert (tmp_path / "checkpoint.npz").read_bytes() == before
     done = run("vae.py", *VAE_QUICK, "--epochs", "1", "--resume", "--out", str(tmp_path))
     assert done.returncode == 0, done.stderr[-2000:]  # resuming a finished run changes nothing, and says so
-    done = run("flow.py", *FLOW_QUICK, "--epochs", "1", "--resume", "--out", str(tmp_path))
+    done = run("flow.py", *FLOW_QUICK, "--epochs", "1", "--resume", "--out", str(tmp_path), env=no_data)
     assert done.returncode == 1 and "written by vae.py, not by flow.py" in done.stderr, done.stderr[-2000:]
+    done = run("gan.py", "--epochs", "1", "--resume", "--out", str(tmp_path), env=no_data)
+    assert done.returncode == 1 and "written by vae.py, not by gan.py" in done.stderr, done.stderr[-2000:]
 
 
 def test_resume_refuses_fewer_epochs_than_the_run_has_done(tmp_path):
     assert run("vae.py", *VAE_QUICK, "--epochs", "2", "--out", str(tmp_path)).returncode == 0
-    done = run("vae.py", *VAE_QUICK, "--epochs", "1", "--resume", "--out", str(tmp_path))
+    done = run(
+        "vae.py", *VAE_QUICK, "--epochs", "1", "--resume", "--out", str(tmp_path), env=without_data(tmp_path / "x")
+    )
     assert done.returncode == 1 and "--epochs 1: the run in" in done.stderr and "has done 2 epochs" in done.stderr
 
 
@@ -291,6 +297,23 @@ def test_a_model_too_large_for_the_machine_is_a_message_not_a_traceback(tmp_path
     assert done.returncode == 1 and "out of memory" in done.stderr and "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize("script", ["vae.py", "gan.py", "flow.py", "mnist_classifier.py"])
+def test_missing_mnist_files_are_a_message_that_names_the_file_not_a_traceback(tmp_path, script):
+    done = run(script, "--epochs", "1", "--out", str(tmp_path / "run"), env=without_data(tmp_path / "empty"))
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert f"MNIST file not found: looked for {tmp_path / 'empty'}" in done.stderr and "NPGEN_DATA" in done.stderr
+
+
+def test_the_metrics_command_without_mnist_files_names_the_file_not_a_traceback(tmp_path):
+    np.save(tmp_path / "samples.npy", np.zeros((4, 784), np.float32))
+    env = {**without_data(tmp_path / "empty"), "NPGEN_CACHE": str(tmp_path / "cache")}
+    done = subprocess.run(
+        [sys.executable, "-m", "npgen.metrics", str(tmp_path / "samples.npy")], capture_output=True, text=True, env=env
+    )
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert "MNIST file not found" in done.stderr
+
+
 def test_resume_without_a_checkpoint_says_where_it_looked(tmp_path):
     done = run("vae.py", *VAE_QUICK, "--resume", "--out", str(tmp_path))
     assert done.returncode == 1 and f"no checkpoint at {tmp_path / 'checkpoint.npz'}" in done.stderr
@@ -299,10 +322,12 @@ def test_resume_without_a_checkpoint_says_where_it_looked(tmp_path):
 def test_resume_refuses_flags_that_change_the_run_and_allows_more_epochs(tmp_path):
     first = run("vae.py", *VAE_QUICK, "--epochs", "1", "--out", str(tmp_path))
     assert first.returncode == 0, first.stderr[-2000:]
+    no_data = without_data(tmp_path / "no_data")  # refusals come before the data is read
     for flag, value, saved in [("--lr", "0.5", "0.001"), ("--seed", "1", "0"), ("--batch-size", "64", "128")]:
-        done = run("vae.py", *VAE_QUICK, "--epochs", "2", flag, value, "--resume", "--out", str(tmp_path))
+        done = run("vae.py", *VAE_QUICK, "--epochs", "2", flag, value, "--resume", "--out", str(tmp_path), env=no_data)
         assert done.returncode == 1 and f"{flag} was {saved}, now {value}" in done.stderr, done.stderr[-2000:]
-    done = run("vae.py", *VAE_QUICK, "--binarize", "dynamic", "--epochs", "2", "--resume", "--out", str(tmp_path))
+    binarize = ["--binarize", "dynamic"]
+    done = run("vae.py", *VAE_QUICK, *binarize, "--epochs", "2", "--resume", "--out", str(tmp_path), env=no_data)
     assert "--binarize was 'static', now 'dynamic'" in done.stderr
     assert len(checkpoint.read_metadata(tmp_path / "checkpoint.npz")["history"]) == 1  # nothing was trained
     done = run("vae.py", *VAE_QUICK, "--epochs", "2", "--iw-samples", "3", "--resume", "--out", str(tmp_path))
@@ -330,7 +355,9 @@ def test_a_flow_run_stopped_between_its_two_checkpoint_writes_reports_the_true_b
 def test_a_cosine_flow_run_refuses_other_epochs_on_resume(tmp_path):
     """The schedule is laid over the run's epochs: more of them would change the rates already used."""
     assert run("flow.py", *FLOW_QUICK, "--epochs", "1", "--out", str(tmp_path)).returncode == 0
-    done = run("flow.py", *FLOW_QUICK, "--epochs", "2", "--resume", "--out", str(tmp_path))
+    done = run(
+        "flow.py", *FLOW_QUICK, "--epochs", "2", "--resume", "--out", str(tmp_path), env=without_data(tmp_path / "x")
+    )
     assert done.returncode == 1 and "--epochs was 1, now 2" in done.stderr, done.stderr[-2000:]
     assert "anneals the learning rate to 0 over its 1 epochs" in done.stderr and "--lr-schedule constant" in done.stderr
     samples = np.load(tmp_path / "samples.npy")  # like every model's: scored by python -m npgen.metrics
