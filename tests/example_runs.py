@@ -6,7 +6,10 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 EXAMPLES = Path(__file__).parents[1] / "examples"
 
@@ -35,6 +38,34 @@ def run_ok(script: str, *args: str, env: dict[str, str] | None = None) -> str:
     done = run(script, *args, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
+
+
+@dataclass
+class Started:
+    """An example run going on in the background, its output collected in temporary files."""
+
+    process: subprocess.Popen
+    stdout: IO[str]
+    stderr: IO[str]
+
+
+def start(script: str, *args: str, env: dict[str, str] | None = None) -> Started:
+    """Start an example run and return at once: a test's independent runs share the machine's cores.
+
+    Each run uses one BLAS thread (the scripts' default), so two at once take little longer than one.
+    """
+    stdout, stderr = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
+    process = subprocess.Popen(command(script, *args), stdout=stdout, stderr=stderr, text=True, env=env)
+    return Started(process, stdout, stderr)
+
+
+def finish(started: Started) -> str:
+    """Wait for a started run, which must succeed; its standard output."""
+    started.process.wait(timeout=300)
+    started.stdout.seek(0)
+    started.stderr.seek(0)
+    assert started.process.returncode == 0, started.stderr.read()[-3000:]
+    return started.stdout.read()
 
 
 def run_numbers(out: Path, test_key: str | None = None) -> dict:

@@ -20,16 +20,27 @@ from conftest import CUPY, CUPY_DOUBLE
 import npgen
 from npgen import backend, metrics
 
-from example_runs import FLOW_QUICK, VAE_QUICK, run_numbers, run_ok
+from example_runs import FLOW_QUICK, VAE_QUICK, Started, finish, run_numbers, run_ok, start
 
 
-def _run_on_cupy(script: str, *args: str, cache: Path | None = None) -> str:
-    """Run an example with --backend cupy (or a module with NPGEN_BACKEND=cupy): real cupy on a GPU, else the double."""
+def _cupy_env(cache: Path | None = None) -> dict[str, str]:
+    """The environment of a run on cupy (NPGEN_BACKEND=cupy): real cupy on a GPU, else the double."""
     env = dict(os.environ, NPGEN_BACKEND="cupy")
     if not CUPY:
         env["PYTHONPATH"] = os.pathsep.join([str(CUPY_DOUBLE), str(CUPY_DOUBLE.parent), env.get("PYTHONPATH", "")])
     if cache is not None:
         env["NPGEN_CACHE"] = str(cache)
+    return env
+
+
+def _start_on_cupy(script: str, *args: str, cache: Path | None = None) -> Started:
+    """Start an example with --backend cupy in the background (``finish`` waits for it)."""
+    return start(script, "--backend", "cupy", *args, env=_cupy_env(cache))
+
+
+def _run_on_cupy(script: str, *args: str, cache: Path | None = None) -> str:
+    """Run an example with --backend cupy (or a module with NPGEN_BACKEND=cupy); its standard output."""
+    env = _cupy_env(cache)
     if not script.startswith("-m"):
         return run_ok(script, "--backend", "cupy", *args, env=env)
     done = subprocess.run(
@@ -87,9 +98,10 @@ GAN_QUICK += ["--coverage-every", "0"]  # coverage is backend-agnostic bookkeepi
 
 def test_an_interrupted_vae_run_on_cupy_resumes_to_the_same_numbers(tmp_path):
     straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
-    _run_on_cupy("vae.py", *VAE_QUICK, "--epochs", "2", "--out", str(straight))
+    uninterrupted = _start_on_cupy("vae.py", *VAE_QUICK, "--epochs", "2", "--out", str(straight))
     _run_on_cupy("vae.py", *VAE_QUICK, "--epochs", "1", "--out", str(interrupted))
     _run_on_cupy("vae.py", *VAE_QUICK, "--epochs", "2", "--resume", "--out", str(interrupted))
+    finish(uninterrupted)
     assert run_numbers(straight) == run_numbers(interrupted)
     test = [json.loads((p / "metrics.json").read_text())["test"] for p in (straight, interrupted)]
     assert test[0] == test[1]
@@ -98,11 +110,11 @@ def test_an_interrupted_vae_run_on_cupy_resumes_to_the_same_numbers(tmp_path):
 def test_an_interrupted_flow_run_on_cupy_resumes_to_the_same_numbers(tmp_path):
     straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
     constant = [*FLOW_QUICK, "--lr-schedule", "constant"]  # under a constant rate more epochs extend a run
-    out = _run_on_cupy("flow.py", *constant, "--epochs", "2", "--out", str(straight))
-    assert "GPU pool" in out  # the peak-memory line reports the device's memory too
-    assert json.loads((straight / "metrics.json").read_text())["device_memory_mib"] is not None
+    uninterrupted = _start_on_cupy("flow.py", *constant, "--epochs", "2", "--out", str(straight))
     _run_on_cupy("flow.py", *constant, "--epochs", "1", "--out", str(interrupted))
     _run_on_cupy("flow.py", *constant, "--epochs", "2", "--resume", "--out", str(interrupted))
+    assert "GPU pool" in finish(uninterrupted)  # the peak-memory line reports the device's memory too
+    assert json.loads((straight / "metrics.json").read_text())["device_memory_mib"] is not None
     assert run_numbers(straight) == run_numbers(interrupted)
 
 
@@ -125,9 +137,10 @@ def test_the_metrics_command_scores_samples_on_cupy(tmp_path):
 def test_an_interrupted_gan_run_on_cupy_resumes_and_scores_its_samples(tmp_path):
     straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
     cache = _cached_classifier(tmp_path / "cache")
-    _run_on_cupy("gan.py", *GAN_QUICK, "--epochs", "2", "--out", str(straight), cache=cache)
+    uninterrupted = _start_on_cupy("gan.py", *GAN_QUICK, "--epochs", "2", "--out", str(straight), cache=cache)
     _run_on_cupy("gan.py", *GAN_QUICK, "--epochs", "1", "--out", str(interrupted), cache=cache)
     _run_on_cupy("gan.py", *GAN_QUICK, "--epochs", "2", "--resume", "--out", str(interrupted), cache=cache)
+    finish(uninterrupted)
     assert run_numbers(straight) == run_numbers(interrupted)
     scores = json.loads((straight / "metrics.json").read_text())
     assert any("inception" in key for key in json.dumps(scores).split('"')), scores

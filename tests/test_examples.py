@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from example_runs import EXAMPLES, FLOW_QUICK, VAE_QUICK, run_numbers, run_ok
+from example_runs import EXAMPLES, FLOW_QUICK, VAE_QUICK, finish, run_numbers, run_ok, start
 
 
 def test_help_and_flag_errors_answer_without_importing_matplotlib():
@@ -48,10 +48,11 @@ def test_the_classifier_example_trains_and_writes_its_figures(tmp_path):
 
 def test_an_interrupted_vae_run_resumes_to_the_same_numbers(tmp_path):
     straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
-    run_ok("vae.py", *VAE_QUICK, "--epochs", "2", "--out", str(straight))
+    uninterrupted = start("vae.py", *VAE_QUICK, "--epochs", "2", "--out", str(straight))
     run_ok("vae.py", *VAE_QUICK, "--epochs", "1", "--out", str(interrupted))
     out = run_ok("vae.py", *VAE_QUICK, "--epochs", "2", "--resume", "--out", str(interrupted))
     assert "resumed" in out and "after epoch 1" in out
+    finish(uninterrupted)
 
     assert run_numbers(straight, "test") == run_numbers(interrupted, "test")
     figures = {p.name for p in straight.glob("*.png")}
@@ -62,9 +63,10 @@ def test_a_constant_rate_flow_run_extended_on_resume_gives_the_same_numbers(tmp_
     """Under a constant rate more epochs only extend a run (a cosine schedule's run: tests/test_runs.py)."""
     straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
     constant = [*FLOW_QUICK, "--lr-schedule", "constant"]
-    run_ok("flow.py", *constant, "--epochs", "2", "--out", str(straight))
+    uninterrupted = start("flow.py", *constant, "--epochs", "2", "--out", str(straight))
     run_ok("flow.py", *constant, "--epochs", "1", "--out", str(interrupted))
     run_ok("flow.py", *constant, "--epochs", "2", "--resume", "--out", str(interrupted))
+    finish(uninterrupted)
 
     assert run_numbers(straight, "test_bpd") == run_numbers(interrupted, "test_bpd")
     assert run_numbers(straight, "test_bpd")["test"] > 1.0

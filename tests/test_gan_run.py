@@ -13,7 +13,7 @@ import npgen
 from npgen import checkpoint, metrics
 from npgen.models import Generator
 
-from example_runs import run_numbers, run_ok
+from example_runs import finish, run_numbers, run_ok, start
 
 TINY = ["--train-size", "320", "--save-interval", "1000", "--coverage-samples", "200", "--n-eval", "200"]
 
@@ -27,16 +27,31 @@ def cache_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def averaged_run(tmp_path_factory: pytest.TempPathFactory, cache_env: dict[str, str]) -> Path:
-    """Two epochs with an averaged generator (β 0.9), uninterrupted: what the tests below compare against."""
-    out = tmp_path_factory.mktemp("averaged")
-    run_ok("gan.py", *TINY, "--epochs", "2", "--ema", "0.9", "--out", str(out), env=cache_env)
+def runs(tmp_path_factory: pytest.TempPathFactory, cache_env: dict[str, str]) -> dict[str, Path]:
+    """The runs the tests below compare, started together (independent, they share the cores).
+
+    averaged: two epochs with an averaged generator (β 0.9), uninterrupted; interrupted: its first
+    epoch alone, to be resumed; plain: two epochs without averaging; coverage: scored every 2 epochs.
+    """
+    out = {name: tmp_path_factory.mktemp(name) for name in ("averaged", "interrupted", "plain", "coverage")}
+    every_2 = ["--ema", "0", "--coverage-every", "2", "--n-eval", "0"]
+    started = {
+        "averaged": start(
+            "gan.py", *TINY, "--epochs", "2", "--ema", "0.9", "--out", str(out["averaged"]), env=cache_env
+        ),
+        "interrupted": start(
+            "gan.py", *TINY, "--epochs", "1", "--ema", "0.9", "--out", str(out["interrupted"]), env=cache_env
+        ),
+        "plain": start("gan.py", *TINY, "--epochs", "2", "--ema", "0", "--out", str(out["plain"]), env=cache_env),
+        "coverage": start("gan.py", *TINY, "--epochs", "3", *every_2, "--out", str(out["coverage"]), env=cache_env),
+    }
+    printed = {name: finish(run) for name, run in started.items()}
+    assert "IS " in printed["coverage"]
     return out
 
 
-def test_an_interrupted_run_with_an_averaged_generator_resumes_to_the_same_numbers(tmp_path, cache_env, averaged_run):
-    interrupted = tmp_path / "interrupted"
-    run_ok("gan.py", *TINY, "--epochs", "1", "--ema", "0.9", "--out", str(interrupted), env=cache_env)
+def test_an_interrupted_run_with_an_averaged_generator_resumes_to_the_same_numbers(cache_env, runs):
+    averaged_run, interrupted = runs["averaged"], runs["interrupted"]
     run_ok("gan.py", *TINY, "--epochs", "2", "--ema", "0.9", "--resume", "--out", str(interrupted), env=cache_env)
     assert run_numbers(averaged_run, "quality") == run_numbers(interrupted, "quality")
     assert np.array_equal(np.load(averaged_run / "samples.npy"), np.load(interrupted / "samples.npy"))
@@ -50,37 +65,20 @@ def test_an_interrupted_run_with_an_averaged_generator_resumes_to_the_same_numbe
     assert int(checkpoint.read_metadata(averaged_run / "checkpoint.npz")["step"]) == 10
 
 
-def test_the_averaged_runs_live_generator_is_the_plain_run(tmp_path, cache_env, averaged_run):
+def test_the_averaged_runs_live_generator_is_the_plain_run(runs):
     """Averaging draws no random numbers, so one run with --ema scores both generators of a comparison."""
-    plain = tmp_path / "plain"
-    run_ok("gan.py", *TINY, "--epochs", "2", "--ema", "0", "--out", str(plain), env=cache_env)
-    with_average, without = (json.loads((d / "metrics.json").read_text()) for d in (averaged_run, plain))
+    with_average, without = (json.loads((runs[name] / "metrics.json").read_text()) for name in ("averaged", "plain"))
     assert [e["coverage_live"] for e in with_average["epochs"]] == [e["coverage"] for e in without["epochs"]]
     assert with_average["quality"]["gan_samples_live"] == without["quality"]["gan_samples"]
     assert with_average["quality"]["gan_samples"] != without["quality"]["gan_samples"]
 
 
-def test_coverage_is_scored_every_n_epochs_and_drawn(tmp_path, cache_env):
-    out = tmp_path / "run"
-    printed = run_ok(
-        "gan.py",
-        *TINY,
-        "--epochs",
-        "3",
-        "--ema",
-        "0",
-        "--coverage-every",
-        "2",
-        "--n-eval",
-        "0",
-        "--out",
-        str(out),
-        env=cache_env,
-    )
+def test_coverage_is_scored_every_n_epochs_and_drawn(runs):
+    out = runs["coverage"]
     epochs = json.loads((out / "metrics.json").read_text())["epochs"]
     assert ["coverage" in e for e in epochs] == [False, True, False]
     assert not any("coverage_live" in e for e in epochs)  # no averaged generator: one generator to score
     fractions = epochs[1]["coverage"]["class_fractions"]
     assert len(fractions) == 10 and sum(fractions) == pytest.approx(1, abs=1e-3)
-    assert "IS " in printed and (out / "coverage.png").stat().st_size > 0
+    assert (out / "coverage.png").stat().st_size > 0
     assert "generator_ema" not in checkpoint._read(out / "checkpoint.npz", arrays=False)[0]["modules"]

@@ -25,7 +25,7 @@ from npgen.checkpoint import CheckpointError
 from npgen.data import binarize
 from npgen.models import VAE, Flow
 
-from example_runs import FLOW_QUICK, VAE_QUICK, command, run, run_numbers, without_data
+from example_runs import FLOW_QUICK, VAE_QUICK, command, finish, run, run_numbers, start, without_data
 
 # --- library input ------------------------------------------------------------------------------------
 
@@ -258,27 +258,32 @@ def test_an_output_directory_that_cannot_be_written_is_refused_before_training(t
     assert done.returncode == 1 and f"--out {a_file / 'inside'} is not writable" in done.stderr
 
 
-def test_a_new_run_refuses_an_output_directory_that_holds_a_run(tmp_path):
-    assert run("vae.py", *VAE_QUICK, "--epochs", "1", "--out", str(tmp_path)).returncode == 0
-    before = (tmp_path / "checkpoint.npz").read_bytes()
+@pytest.fixture(scope="module")
+def vae_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished one-epoch VAE run at quick settings; a test that changes it works on a copy (``copy_of``)."""
+    out = tmp_path_factory.mktemp("vae_run") / "run"
+    assert run("vae.py", *VAE_QUICK, "--epochs", "1", "--out", str(out)).returncode == 0
+    return out
+
+
+def copy_of(finished: Path, tmp_path: Path) -> Path:
+    """A copy of a finished run's --out, under ``tmp_path``."""
+    return Path(shutil.copytree(finished, tmp_path / "run"))
+
+
+def test_a_new_run_refuses_an_output_directory_that_holds_a_run(tmp_path, vae_run):
+    out = copy_of(vae_run, tmp_path)
+    before = (out / "checkpoint.npz").read_bytes()
     no_data = without_data(tmp_path / "no_data")  # refusals come before the data is read
-    done = run("vae.py", *VAE_QUICK, "--epochs", "1", "--out", str(tmp_path), env=no_data)
+    done = run("vae.py", *VAE_QUICK, "--epochs", "1", "--out", str(out), env=no_data)
     assert done.returncode == 1 and "holds a run already" in done.stderr and "--resume" in done.stderr
-    assert (tmp_path / "checkpoint.npz").read_bytes() == before
-    done = run("vae.py", *VAE_QUICK, "--epochs", "1", "--resume", "--out", str(tmp_path))
+    assert (out / "checkpoint.npz").read_bytes() == before
+    done = run("vae.py", *VAE_QUICK, "--epochs", "1", "--resume", "--out", str(out))
     assert done.returncode == 0, done.stderr[-2000:]  # resuming a finished run changes nothing, and says so
-    done = run("flow.py", *FLOW_QUICK, "--epochs", "1", "--resume", "--out", str(tmp_path), env=no_data)
+    done = run("flow.py", *FLOW_QUICK, "--epochs", "1", "--resume", "--out", str(out), env=no_data)
     assert done.returncode == 1 and "written by vae.py, not by flow.py" in done.stderr, done.stderr[-2000:]
-    done = run("gan.py", "--epochs", "1", "--resume", "--out", str(tmp_path), env=no_data)
+    done = run("gan.py", "--epochs", "1", "--resume", "--out", str(out), env=no_data)
     assert done.returncode == 1 and "written by vae.py, not by gan.py" in done.stderr, done.stderr[-2000:]
-
-
-def test_resume_refuses_fewer_epochs_than_the_run_has_done(tmp_path):
-    assert run("vae.py", *VAE_QUICK, "--epochs", "2", "--out", str(tmp_path)).returncode == 0
-    done = run(
-        "vae.py", *VAE_QUICK, "--epochs", "1", "--resume", "--out", str(tmp_path), env=without_data(tmp_path / "x")
-    )
-    assert done.returncode == 1 and "--epochs 1: the run in" in done.stderr and "has done 2 epochs" in done.stderr
 
 
 def test_resume_from_a_corrupt_checkpoint_is_an_error_that_names_the_file(tmp_path):
@@ -319,28 +324,30 @@ def test_resume_without_a_checkpoint_says_where_it_looked(tmp_path):
     assert done.returncode == 1 and f"no checkpoint at {tmp_path / 'checkpoint.npz'}" in done.stderr
 
 
-def test_resume_refuses_flags_that_change_the_run_and_allows_more_epochs(tmp_path):
-    first = run("vae.py", *VAE_QUICK, "--epochs", "1", "--out", str(tmp_path))
-    assert first.returncode == 0, first.stderr[-2000:]
+def test_resume_refuses_flags_that_change_the_run_or_fewer_epochs_and_allows_more(tmp_path, vae_run):
+    out = copy_of(vae_run, tmp_path)
     no_data = without_data(tmp_path / "no_data")  # refusals come before the data is read
     for flag, value, saved in [("--lr", "0.5", "0.001"), ("--seed", "1", "0"), ("--batch-size", "64", "128")]:
-        done = run("vae.py", *VAE_QUICK, "--epochs", "2", flag, value, "--resume", "--out", str(tmp_path), env=no_data)
+        done = run("vae.py", *VAE_QUICK, "--epochs", "2", flag, value, "--resume", "--out", str(out), env=no_data)
         assert done.returncode == 1 and f"{flag} was {saved}, now {value}" in done.stderr, done.stderr[-2000:]
     binarize = ["--binarize", "dynamic"]
-    done = run("vae.py", *VAE_QUICK, *binarize, "--epochs", "2", "--resume", "--out", str(tmp_path), env=no_data)
+    done = run("vae.py", *VAE_QUICK, *binarize, "--epochs", "2", "--resume", "--out", str(out), env=no_data)
     assert "--binarize was 'static', now 'dynamic'" in done.stderr
-    assert len(checkpoint.read_metadata(tmp_path / "checkpoint.npz")["history"]) == 1  # nothing was trained
-    done = run("vae.py", *VAE_QUICK, "--epochs", "2", "--iw-samples", "3", "--resume", "--out", str(tmp_path))
+    assert len(checkpoint.read_metadata(out / "checkpoint.npz")["history"]) == 1  # nothing was trained
+    done = run("vae.py", *VAE_QUICK, "--epochs", "2", "--iw-samples", "3", "--resume", "--out", str(out))
     assert done.returncode == 0 and "resumed" in done.stdout, done.stderr[-2000:]
-    recorded = json.loads((tmp_path / "metrics.json").read_text())["args"]
+    recorded = json.loads((out / "metrics.json").read_text())["args"]
     assert recorded["lr"] == 0.001 and recorded["epochs"] == 2 and recorded["iw_samples"] == 3  # typed, not text
+    done = run("vae.py", *VAE_QUICK, "--epochs", "1", "--resume", "--out", str(out), env=no_data)
+    assert done.returncode == 1 and "--epochs 1: the run in" in done.stderr and "has done 2 epochs" in done.stderr
 
 
 def test_a_flow_run_stopped_between_its_two_checkpoint_writes_reports_the_true_best(tmp_path):
     straight, one_epoch, stopped = tmp_path / "straight", tmp_path / "one_epoch", tmp_path / "stopped"
     constant = [*FLOW_QUICK, "--lr-schedule", "constant"]  # so one_epoch's epoch 1 is straight's epoch 1
-    assert run("flow.py", *constant, "--epochs", "2", "--out", str(straight)).returncode == 0
+    two_epochs = start("flow.py", *constant, "--epochs", "2", "--out", str(straight))
     assert run("flow.py", *constant, "--epochs", "1", "--out", str(one_epoch)).returncode == 0
+    finish(two_epochs)
     expected = json.loads((straight / "metrics.json").read_text())
     assert expected["best_epoch"] == 2  # the second epoch improved: it wrote checkpoint.npz, then best.npz
     # The state of a run killed after epoch 2's checkpoint.npz and before its best.npz:
@@ -367,7 +374,7 @@ def test_a_cosine_flow_run_refuses_other_epochs_on_resume(tmp_path):
 def test_a_flow_run_killed_mid_schedule_resumes_to_the_uninterrupted_numbers(tmp_path):
     """Killed after its first epoch's checkpoint, a cosine run resumes at the rate the schedule had reached."""
     args = ["--hidden", "16", "--n-flows", "1", "--train-size", "10000", "--batch-size", "50", "--epochs", "2"]
-    assert run("flow.py", *args, "--out", str(tmp_path / "straight")).returncode == 0
+    uninterrupted = start("flow.py", *args, "--out", str(tmp_path / "straight"))
     out = tmp_path / "killed"
     process = subprocess.Popen(
         command("flow.py", *args, "--out", str(out)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -380,6 +387,7 @@ def test_a_flow_run_killed_mid_schedule_resumes_to_the_uninterrupted_numbers(tmp
     assert len(checkpoint.read_metadata(out / "checkpoint.npz")["history"]) == 1, "killed too late to test a resume"
     done = run("flow.py", *args, "--resume", "--out", str(out))
     assert done.returncode == 0 and "resumed" in done.stdout, done.stderr[-2000:]
+    finish(uninterrupted)
 
     assert run_numbers(out, "test_bpd") == run_numbers(tmp_path / "straight", "test_bpd")  # last_lr included
     assert run_numbers(out, "test_bpd")["epochs"][-1]["last_lr"] < 1e-6  # the schedule ran down to (almost) 0
@@ -464,12 +472,11 @@ def test_threads_flag_sets_the_blas_threads_and_zero_leaves_them(monkeypatch):
         threadpoolctl.threadpool_limits(before, user_api="blas")
 
 
-def test_load_run_leaves_the_random_stream_and_names_what_is_wrong(tmp_path):
-    assert run("vae.py", *VAE_QUICK, "--epochs", "1", "--out", str(tmp_path / "vae")).returncode == 0
+def test_load_run_leaves_the_random_stream_and_names_what_is_wrong(tmp_path, vae_run):
     npgen.manual_seed(5)
     expected = npgen.randn(4).numpy()
     npgen.manual_seed(5)
-    loaded = npgen.load_run(tmp_path / "vae")
+    loaded = npgen.load_run(vae_run)
     assert np.array_equal(npgen.randn(4).numpy(), expected)  # building the VAE drew nothing the caller sees
     assert loaded.flags["zdim"] == 2 and loaded.flags["train_size"] == 2000 and not loaded.model.training
     assert loaded.metrics["args"]["iw_samples"] == 2 and len(loaded.history) == 1
