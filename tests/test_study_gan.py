@@ -5,26 +5,55 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from example_runs import EXAMPLES, run_ok
+from example_runs import EXAMPLES, finish, start
 
 
 @pytest.fixture(scope="module")
-def optimal_discriminator(tmp_path_factory) -> dict:
-    out = tmp_path_factory.mktemp("gan_optimal_discriminator")
-    run_ok("gan_optimal_discriminator.py", "--steps", "300", "--batch-size", "256", "--out", str(out))
+def studies(tmp_path_factory) -> dict[str, Path]:
+    """Both studies run at small size, started together (independent, they share the cores); their --out."""
+    out = {name: tmp_path_factory.mktemp(name) for name in ("gan_optimal_discriminator", "gan_mode_collapse")}
+    started = [
+        start(
+            "gan_optimal_discriminator.py",
+            "--steps",
+            "300",
+            "--batch-size",
+            "256",
+            "--out",
+            str(out["gan_optimal_discriminator"]),
+        ),
+        start(
+            "gan_mode_collapse.py",
+            "--steps",
+            "500",
+            "--seeds",
+            "1",
+            "--n-eval",
+            "500",
+            "--out",
+            str(out["gan_mode_collapse"]),
+        ),
+    ]
+    for run in started:
+        finish(run)
+    return out
+
+
+@pytest.fixture(scope="module")
+def optimal_discriminator(studies) -> dict:
+    out = studies["gan_optimal_discriminator"]
     assert (out / "discriminators.png").stat().st_size > 0
     return {row["p_g"]: row for row in json.loads((out / "results.json").read_text())["generators"]}
 
 
 @pytest.fixture(scope="module")
-def mode_collapse(tmp_path_factory) -> dict:
-    out = tmp_path_factory.mktemp("gan_mode_collapse")
-    flags = ["--steps", "500", "--seeds", "1", "--n-eval", "500", "--out", str(out)]
-    run_ok("gan_mode_collapse.py", *flags)
+def mode_collapse(studies) -> dict:
+    out = studies["gan_mode_collapse"]
     assert (out / "coverage.png").stat().st_size > 0
     return json.loads((out / "results.json").read_text())["settings"]
 
