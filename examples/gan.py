@@ -340,7 +340,7 @@ def main() -> None:
         model = sampler()
         samples = generate(model, eval_z)
         np.save(args.out / "samples.npy", samples)
-        classifier = metrics.load_classifier()
+        classifier = coverage.classifier if coverage else metrics.load_classifier()
         reference, rows = metrics.reference_scores(classifier)
         results["quality"] = {"gan_samples": metrics.score(samples, classifier, reference)}
         if average:

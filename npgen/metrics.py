@@ -177,7 +177,11 @@ def _psd_sqrt(matrix: np.ndarray) -> np.ndarray:
 
 def score(images: Any, classifier: Sequential, reference_features: np.ndarray) -> dict[str, Any]:
     """Coverage, inception score, Fréchet distance to ``reference_features`` and confidence of ``images``."""
-    features, probabilities = features_and_probabilities(classifier, images)
+    return _scores(*features_and_probabilities(classifier, images), reference_features)
+
+
+def _scores(features: np.ndarray, probabilities: np.ndarray, reference_features: np.ndarray) -> dict[str, Any]:
+    """``score``'s numbers from the classifier's outputs for the images."""
     counts = np.bincount(probabilities.argmax(axis=1), minlength=10)
     return {
         "n": len(features),
@@ -192,9 +196,9 @@ def reference_scores(classifier: Sequential, n: int = 10_000) -> tuple[np.ndarra
     """Test-set features (the reference) and the scores of real images: the test set and n training images."""
     test_images, _ = load_mnist("test")
     train_images, _ = load_mnist("train")
-    test_features, _ = features_and_probabilities(classifier, test_images)
+    test_features, test_probabilities = features_and_probabilities(classifier, test_images)
     rows = {
-        "mnist_test": score(test_images, classifier, test_features),
+        "mnist_test": _scores(test_features, test_probabilities, test_features),  # the classifier runs once
         "mnist_train": score(train_images[:n], classifier, test_features),
     }
     return test_features, rows

@@ -56,6 +56,14 @@ def test_score_reports_coverage_inception_score_distance_and_confidence(small_cl
     assert 1.0 <= row["inception_score"] <= 10.0 and 0.1 <= row["confidence"] <= 1.0
 
 
+def test_the_reference_rows_score_real_images_as_score_does(small_classifier):
+    """reference_scores runs the classifier once over the test set; its row equals score's of the same images."""
+    reference, rows = metrics.reference_scores(small_classifier, n=500)
+    test_images, _ = metrics.load_mnist("test")
+    assert rows["mnist_test"] == metrics.score(test_images, small_classifier, reference)
+    assert rows["mnist_train"] == metrics.score(metrics.load_mnist("train")[0][:500], small_classifier, reference)
+
+
 def test_the_scoring_command_reads_samples_and_prints_every_row(small_classifier, tmp_path, monkeypatch, capsys):
     path = tmp_path / "samples.npy"
     np.save(path, np.random.default_rng(0).uniform(-1, 1, (200, 784)).astype(np.float32))
