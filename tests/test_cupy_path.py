@@ -92,7 +92,7 @@ def test_the_evaluation_classifier_trains_on_cupy_and_gives_the_callers_stream_b
         npgen.use_backend(previous)
 
 
-GAN_QUICK = ["--train-size", "640", "--batch-size", "64", "--save-interval", "5", "--n-eval", "200"]
+GAN_QUICK = ["--train-size", "640", "--batch-size", "64", "--save-interval", "10", "--n-eval", "200"]
 GAN_QUICK += ["--coverage-every", "0"]  # coverage is backend-agnostic bookkeeping, tested on numpy (test_gan_run.py)
 
 
