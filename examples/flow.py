@@ -118,7 +118,10 @@ def repair_best(best_path: Path, flow: Flow, history: list[dict]) -> None:
 
 def refuse_extending_a_cosine_run(path: Path, args: argparse.Namespace) -> None:
     """Stop a --resume that changes --epochs of a cosine-schedule run, saying why it cannot be done."""
-    saved = (checkpoint.read_metadata(path).get("config") or {}) if path.is_file() else {}
+    try:
+        saved = checkpoint.read_metadata(path).get("config") or {}
+    except (FileNotFoundError, checkpoint.CheckpointError):
+        return  # no readable checkpoint: runs.check_resume names the file and what is wrong
     if saved.get("lr_schedule") == "cosine" and args.lr_schedule == "cosine" and saved.get("epochs") != args.epochs:
         raise SystemExit(
             f"--resume: --epochs was {saved.get('epochs')}, now {args.epochs}: this run's cosine schedule anneals"

@@ -12,6 +12,8 @@ from fake_device import register
 import npgen
 from npgen import backend
 
+from example_runs import stop_unfinished
+
 register()
 
 
@@ -55,6 +57,20 @@ def device(request) -> str:
 @pytest.fixture(autouse=True)
 def _seeded():
     npgen.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _no_run_left_going():
+    """A test that failed between starting an example run and finishing it leaves no process behind."""
+    yield
+    stop_unfinished()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _no_run_left_going_by_a_module_fixture():
+    """The same for a module's shared runs (a fixture that failed half-way), at the module's end."""
+    yield
+    stop_unfinished()
 
 
 def make(device: str, shape: tuple, low: float = -1.0, high: float = 1.0, seed: int = 0, requires_grad: bool = True):

@@ -49,6 +49,9 @@ class Started:
     stderr: IO[str]
 
 
+_unfinished: list[Started] = []  # runs started and not yet finished: stopped when their test ends
+
+
 def start(script: str, *args: str, env: dict[str, str] | None = None) -> Started:
     """Start an example run and return at once: a test's independent runs share the machine's cores.
 
@@ -56,16 +59,37 @@ def start(script: str, *args: str, env: dict[str, str] | None = None) -> Started
     """
     stdout, stderr = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
     process = subprocess.Popen(command(script, *args), stdout=stdout, stderr=stderr, text=True, env=env)
-    return Started(process, stdout, stderr)
+    _unfinished.append(Started(process, stdout, stderr))
+    return _unfinished[-1]
 
 
 def finish(started: Started) -> str:
     """Wait for a started run, which must succeed; its standard output."""
-    started.process.wait(timeout=300)
-    started.stdout.seek(0)
-    started.stderr.seek(0)
-    assert started.process.returncode == 0, started.stderr.read()[-3000:]
-    return started.stdout.read()
+    try:
+        started.process.wait(timeout=300)
+        started.stdout.seek(0)
+        started.stderr.seek(0)
+        output, errors = started.stdout.read(), started.stderr.read()
+    finally:
+        _stop(started)
+    assert started.process.returncode == 0, errors[-3000:]
+    return output
+
+
+def stop_unfinished() -> None:
+    """Kill the runs a failed test left going: they would take the cores from the tests after it."""
+    while _unfinished:
+        _stop(_unfinished[-1])
+
+
+def _stop(started: Started) -> None:
+    if started.process.poll() is None:
+        started.process.kill()
+        started.process.wait()
+    started.stdout.close()
+    started.stderr.close()
+    if started in _unfinished:
+        _unfinished.remove(started)
 
 
 def run_numbers(out: Path, test_key: str | None = None) -> dict:

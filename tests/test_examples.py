@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from example_runs import EXAMPLES, FLOW_QUICK, VAE_QUICK, finish, run_numbers, run_ok, start
+from example_runs import EXAMPLES, FLOW_QUICK, VAE_QUICK, finish, run_numbers, run_ok, start, stop_unfinished
 
 
 def test_help_and_flag_errors_answer_without_importing_matplotlib():
@@ -71,3 +71,9 @@ def test_a_constant_rate_flow_run_extended_on_resume_gives_the_same_numbers(tmp_
     assert run_numbers(straight, "test_bpd") == run_numbers(interrupted, "test_bpd")
     assert run_numbers(straight, "test_bpd")["test"] > 1.0
     assert (straight / "bpd.png").exists() and (straight / "samples_epoch_2_end_T0.7.png").exists()
+
+
+def test_a_run_a_test_left_going_is_stopped_and_its_files_closed(tmp_path):
+    left = start("vae.py", "--epochs", "1000", "--out", str(tmp_path))
+    stop_unfinished()  # what the suite does after every test
+    assert left.process.poll() is not None and left.stdout.closed and left.stderr.closed
