@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 import npgen
-from npgen.plot import image_grid, pyplot
+from npgen.plot import image_grid, pyplot, save_figure
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 import gan  # noqa: E402  (examples/gan.py: its coverage figure)
@@ -50,8 +50,7 @@ def strip(panels: list[tuple[Path, str]], title: str, path: Path) -> None:
         ax.set_title(caption, fontsize=8, y=-0.14)
     fig.suptitle(title, fontsize=9)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
 
 
 def history(out: Path) -> dict[int, dict]:
@@ -102,8 +101,7 @@ def gan_pair(out: Path, path: Path) -> bool:
         title = "the last step's weights" if name == "generator" else f"their average (β {run.flags['ema']})"
         ax.set_title(title + numbers, fontsize=8)
     fig.suptitle(f"GAN after {len(run.history)} epochs, the same latent points: {out}", fontsize=9)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
     return True
 
 

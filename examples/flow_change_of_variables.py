@@ -49,7 +49,7 @@ import numpy as np
 import npgen
 from npgen import F, runs
 from npgen.models import Flow
-from npgen.plot import pyplot
+from npgen.plot import pyplot, save_figure
 
 MNIST_DIM = 784
 MNIST_BATCH = 128
@@ -244,8 +244,7 @@ def plot_jacobians(jacobians: list[np.ndarray], whole: np.ndarray, split: int, p
         ax.set_ylabel("output i", fontsize=8)
         fig.colorbar(image, ax=ax, fraction=0.046)
     fig.suptitle("Jacobians ∂yᵢ/∂xⱼ: a coupling's is block triangular with a diagonal block eˢ", fontsize=10)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, tight=False)
 
 
 def plot_costs(dims: list[int], dense: list[float], coupling: list[float], fitted: float, path: Path) -> None:
@@ -263,8 +262,7 @@ def plot_costs(dims: list[int], dense: list[float], coupling: list[float], fitte
     ax.set(xlabel="dimension D", ylabel="seconds per image", title="the cost of a log-determinant")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main() -> None:

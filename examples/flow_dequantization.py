@@ -53,7 +53,7 @@ from npgen import backend, runs
 from npgen.data import DataLoader, load_mnist
 from npgen.models import Flow
 from npgen.models.flow import LOG_2PI, preprocess
-from npgen.plot import image_grid, pyplot
+from npgen.plot import image_grid, pyplot, save_figure
 
 AVAILABLE = 60_000  # MNIST's training images
 DEFAULT_TRAIN = 5_000
@@ -184,8 +184,7 @@ def plot_bpd(histories: dict[str, list], floor: float, path: Any) -> None:
     ax.set(xlabel="epoch", ylabel="bits per dimension", title="with and without dequantization (MNIST test images)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="center right")
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_samples(flows: dict[str, Flow], seed: int, path: Any, n: int = 16) -> None:
@@ -201,8 +200,7 @@ def plot_samples(flows: dict[str, Flow], seed: int, path: Any, n: int = 16) -> N
         ax.imshow(image_grid(images, nrow=1), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
         ax.set_title(title, fontsize=8)
         ax.set_axis_off()
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main() -> None:

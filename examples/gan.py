@@ -35,7 +35,7 @@ from npgen.data import DataLoader, load_mnist
 from npgen.models import Discriminator, Generator
 from npgen.models.gan import discriminator_step, generator_loss, train_step
 from npgen.optim import ExponentialMovingAverage, update_batch_norm
-from npgen.plot import pyplot, save_curves, save_grid
+from npgen.plot import pyplot, save_curves, save_figure, save_grid
 
 TRAIN = 60_000
 # they extend a run or only shape its figures and scores
@@ -147,8 +147,7 @@ def saturation_figure(generator: Generator, discriminator: Discriminator, real: 
     ax.set_title("The saturating loss loses its gradient once D rejects the fakes", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, path)
     return {"d_steps": checkpoints, "d_of_g_z": d_fake, **{f"grad_norm_{k}": v for k, v in norms.items()}}
 
 
@@ -234,8 +233,7 @@ def coverage_figure(history: list[dict], path: Path) -> None:
     for a in (ax, ax_is, ax_fd):
         a.grid(alpha=0.3)
     fig.suptitle("Coverage over training: samples from fixed latent points, scored by npgen's classifier", fontsize=9)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def main() -> None:

@@ -45,7 +45,7 @@ import numpy as np
 import npgen
 from npgen import nn, runs
 from npgen.models.gan import discriminator_step, generator_step
-from npgen.plot import pyplot
+from npgen.plot import pyplot, save_figure
 
 N_MODES, RADIUS, SIGMA = 8, 2.0, 0.05
 QUALITY_RADIUS = 3 * SIGMA  # a sample this close to a centre looks like a real one
@@ -181,8 +181,7 @@ def figure(results: dict, finals: dict[str, np.ndarray], path: Path) -> None:
     for ax in [*axes[0][len(metrics) :], *axes[1][len(names) :]]:
         ax.set_axis_off()
     fig.tight_layout()
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main() -> None:

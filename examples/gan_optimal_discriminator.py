@@ -39,7 +39,7 @@ import numpy as np
 import npgen
 from npgen import F, nn, runs
 from npgen.optim import cosine_annealing
-from npgen.plot import pyplot
+from npgen.plot import pyplot, save_figure
 
 # p_data = ½ N(−2, 0.6²) + ½ N(2, 0.6²): two bumps, so that D* is not a plain sigmoid of x.
 DATA_MEANS, DATA_STD = (-2.0, 2.0), 0.6
@@ -192,8 +192,7 @@ def figure(rows: list[dict], curves: list[dict], path: Path) -> None:
     np.atleast_1d(axes)[0].set_ylabel("D(x)")
     np.atleast_1d(axes)[0].legend(fontsize=7, loc="center left")
     fig.suptitle(f"Trained discriminators against D*; −log 4 = {-math.log(4):.4f}", fontsize=10, y=1.08)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main() -> None:

@@ -28,7 +28,7 @@ import numpy as np
 
 import npgen
 from npgen import F, runs
-from npgen.plot import pyplot
+from npgen.plot import pyplot, save_figure
 
 # (μ₁, σ₁, μ₂, σ₂): from identical to far apart; p = N(0, 1) first, then other p
 PAIRS = [
@@ -111,8 +111,7 @@ def plot(
             ax.grid(alpha=0.3)
     axes[1, 0].set_ylabel("estimate of KL(q ‖ p), nats")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, tight=False)
 
 
 def pair_argument(parser: argparse.ArgumentParser, values: list[float]) -> tuple[float, float, float, float]:

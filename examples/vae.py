@@ -30,7 +30,7 @@ import npgen
 from npgen import backend, checkpoint, runs
 from npgen.data import DataLoader, binarize, load_mnist
 from npgen.models import VAE
-from npgen.plot import image_grid, pyplot, save_curves, save_grid
+from npgen.plot import image_grid, pyplot, save_curves, save_figure, save_grid
 
 VALIDATION = 10_000
 TRAIN = 60_000 - VALIDATION
@@ -123,8 +123,7 @@ def save_manifold(model: VAE, out: Path, n: int = 20) -> None:
     ax.set_yticks(centres, [f"{v:.2f}" for v in quantiles[::-1][ticks]], fontsize=8)
     ax.set(xlabel="z₁ = Φ⁻¹(u₁)", ylabel="z₂ = Φ⁻¹(u₂)")
     ax.set_title(f"decoder means on a {n}×{n} inverse-CDF grid of the 2-D latent space (u = (i + ½)/{n})", fontsize=9)
-    fig.savefig(out / "manifold.png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, out / "manifold.png", dpi=100)
 
 
 def main() -> None:

@@ -46,7 +46,7 @@ from vae_log_likelihood import (  # the VAE studies share their flags, the model
 import npgen
 from npgen import F, backend, runs
 from npgen.models import VAE
-from npgen.plot import pyplot
+from npgen.plot import pyplot, save_figure
 
 
 def bound_sizes(k_max: int) -> list[int]:
@@ -133,8 +133,7 @@ def plot(per_image: dict[str, Any], result: dict[str, Any], history: list[dict[s
     for ax in axes:
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, tight=False)
 
 
 def parse_args() -> argparse.Namespace:

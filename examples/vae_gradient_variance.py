@@ -47,7 +47,7 @@ from vae_log_likelihood import (  # the VAE studies share their flags and the mo
 import npgen
 from npgen import F, backend, runs
 from npgen.models import VAE
-from npgen.plot import pyplot
+from npgen.plot import pyplot, save_figure
 
 ESTIMATORS = ("reparametrization", "score function", "score function, leave-one-out baseline")
 
@@ -181,8 +181,7 @@ def plot(table: dict[str, Any], agree: dict[str, Any], path: Path) -> None:
         ax.grid(alpha=0.3)
     fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=3, fontsize=8)
     fig.tight_layout(rect=(0, 0.1, 1, 1))
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, tight=False)
 
 
 def sample_sizes(draws: int) -> list[int]:

@@ -44,7 +44,7 @@ import npgen
 from npgen import F, backend, runs
 from npgen.data import DataLoader, binarize, load_mnist
 from npgen.models import VAE
-from npgen.plot import pyplot
+from npgen.plot import pyplot, save_figure
 
 TRAIN = 50_000  # examples/vae.py keeps the last 10,000 training images for validation
 TEST = 10_000
@@ -262,8 +262,7 @@ def plot(prior: dict, importance: dict, reference: float, cost: np.ndarray, path
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, tight=False)
 
 
 def parse_args() -> argparse.Namespace:

@@ -53,7 +53,7 @@ def save_grid(
         ax.text(pad + c * (28 + pad) + 1, pad + r * (28 + pad) + 1, label, color="yellow", fontsize=7, va="top")
     ax.set_axis_off()
     ax.set_title(title, fontsize=9)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def save_curves(
@@ -67,11 +67,12 @@ def save_curves(
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.grid(alpha=0.3)
     ax.legend()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
-def _save(fig: Any, path: str | Path) -> None:
+def save_figure(fig: Any, path: str | Path, dpi: int = 120, tight: bool = True) -> None:
+    """Write ``fig`` as a PNG (its folder made if needed) and close it; ``tight`` crops the margins to what is drawn."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    fig.savefig(path, dpi=dpi, bbox_inches="tight" if tight else None)
     pyplot().close(fig)

@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+from npgen.plot import pyplot, save_figure
+
 from example_runs import EXAMPLES, FLOW_QUICK, VAE_QUICK, finish, run_numbers, run_ok, start, stop_unfinished
 
 
@@ -77,3 +79,16 @@ def test_a_run_a_test_left_going_is_stopped_and_its_files_closed(tmp_path):
     left = start("vae.py", "--epochs", "1000", "--out", str(tmp_path))
     stop_unfinished()  # what the suite does after every test
     assert left.process.poll() is not None and left.stdout.closed and left.stderr.closed
+
+
+def test_save_figure_makes_its_folder_closes_the_figure_and_crops_only_when_tight(tmp_path):
+    plt = pyplot()
+    shapes = {}
+    for tight in (False, True):
+        fig, ax = plt.subplots(figsize=(4, 3))
+        ax.plot([0, 1])
+        path = tmp_path / "new" / f"{tight}.png"
+        save_figure(fig, path, dpi=50, tight=tight)
+        assert not plt.fignum_exists(fig.number)
+        shapes[tight] = plt.imread(path).shape[:2]
+    assert shapes[False] == (150, 200) and shapes[True] != (150, 200)  # 4 × 3 inches at 50 dots per inch
